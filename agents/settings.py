@@ -1,0 +1,142 @@
+"""Typed settings: defaults < config file < ``TASTESTREAM_*`` environment variables.
+
+Every key of :class:`Settings` can be set in the commented config file
+(``deploy/tastestream.toml`` documents them all; point ``TASTESTREAM_CONFIG``
+at your own copy) and overridden by the environment variable
+``TASTESTREAM_<KEY>`` (upper case), e.g. ``TASTESTREAM_WEB_PORT=7000``.
+
+Examples
+--------
+>>> s = Settings.load(env={"TASTESTREAM_WEB_PORT": "7000"}, config_path=None)
+>>> s.web_port, s.topic_prefix
+(7000, 'tastestream')
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+ENV_PREFIX = "TASTESTREAM_"
+DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "deploy" / "tastestream.toml"
+
+
+class SettingsError(ValueError):
+    """A setting has a value of the wrong kind; the message names the key."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    # -- where things are (empty url: start the embedded broker / Redis) --
+    kafka_url: str = ""
+    redis_url: str = ""
+    web_host: str = "127.0.0.1"
+    web_port: int = 6066
+    data_dir: str = "tastestream-data"
+    # -- topics --
+    topic_prefix: str = "tastestream"
+    partitions: int = 4
+    replication_factor: int = 1
+    # -- ingest --
+    history_length: int = 200
+    dedupe_window: int = 1000
+    ingest_batch_size: int = 1000
+    ingest_batch_seconds: float = 0.05
+    producer_linger_seconds: float = 0.02
+    table_store: str = "memory://"
+    # -- durable event log --
+    log_segment_bytes: int = 64 * 1024 * 1024
+    log_fsync: str = "interval"
+    log_fsync_seconds: float = 1.0
+    # -- misc --
+    log_level: str = "info"
+
+    @property
+    def topics(self):  # noqa: ANN201 - avoid importing streams at module import
+        from streams.topics import Topics
+
+        return Topics(self.topic_prefix)
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data_dir).expanduser().resolve()
+
+    @property
+    def eventlog_path(self) -> Path:
+        return self.data_path / "eventlog"
+
+    @property
+    def kafka_bootstrap(self) -> str:
+        """``host:port`` list from ``kafka://host:port[;host:port]``."""
+        url = self.kafka_url
+        for scheme in ("kafka://", "aiokafka://"):
+            if url.startswith(scheme):
+                url = url[len(scheme) :]
+        return url.replace(";", ",").rstrip("/")
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def load(
+        cls,
+        env: Mapping[str, str] | None = None,
+        config_path: str | Path | None = DEFAULT_CONFIG,
+    ) -> Settings:
+        """Defaults, then the config file, then the environment."""
+        env = os.environ if env is None else env
+        path = env.get(ENV_PREFIX + "CONFIG") or config_path
+        values: dict[str, Any] = {}
+        if path:
+            path = Path(path)
+            if not path.exists():
+                if path != DEFAULT_CONFIG:
+                    raise SettingsError(f"config file {path} does not exist")
+            else:
+                with path.open("rb") as fh:
+                    values.update(tomllib.load(fh))
+        known = {f.name: f for f in fields(cls) }
+        unknown = set(values) - set(known)
+        if unknown:
+            raise SettingsError(f"unknown keys in {path}: {', '.join(sorted(unknown))}")
+        for name in known:
+            raw = env.get(ENV_PREFIX + name.upper())
+            if raw is not None:
+                values[name] = raw
+        typed = {name: _coerce(name, known[name].type, value) for name, value in values.items()}
+        settings = cls(**typed)
+        settings.check()
+        return settings
+
+    def check(self) -> None:
+        if self.partitions < 1:
+            raise SettingsError("partitions must be at least 1")
+        if self.log_fsync not in ("always", "interval", "never"):
+            raise SettingsError("log_fsync must be one of always, interval, never")
+        if self.history_length < 1 or self.dedupe_window < 1:
+            raise SettingsError("history_length and dedupe_window must be at least 1")
+        if self.kafka_url and not self.kafka_url.startswith("kafka://"):
+            raise SettingsError(f"kafka_url must look like kafka://host:port, got {self.kafka_url!r}")
+        if self.redis_url and not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
+            raise SettingsError(f"redis_url must look like redis://host:port, got {self.redis_url!r}")
+
+
+def _coerce(name: str, kind: Any, value: Any) -> Any:
+    kind = {"int": int, "float": float, "str": str, "bool": bool}.get(kind, kind)
+    try:
+        if kind is bool and isinstance(value, str):
+            if value.lower() not in ("1", "0", "true", "false", "yes", "no"):
+                raise ValueError(value)
+            return value.lower() in ("1", "true", "yes")
+        if kind in (int, float, str):
+            return kind(value)
+    except (TypeError, ValueError):
+        raise SettingsError(
+            f"{name} (env {ENV_PREFIX}{name.upper()}) must be {kind.__name__}, got {value!r}"
+        ) from None
+    return value

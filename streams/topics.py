@@ -1,0 +1,79 @@
+"""Every topic tastestream reads or writes, declared in one place.
+
+Names are ``{prefix}.{suffix}`` with a configurable prefix (default
+``tastestream``). Keys are user ids wherever a topic is per-user, and every
+producer must partition them as Faust does (murmur2 of the UTF-8 key, the Java
+client's default), so that a user's events, state and requests meet on one
+worker: :func:`partition_for` computes it.
+
+Examples
+--------
+>>> t = Topics("shop")
+>>> t.events.name, t.dead_letter.name
+('shop.events', 'shop.dead-letter')
+>>> partition_for("user-1", 4) == partition_for("user-1", 4)
+True
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aiokafka.partitioner import murmur2
+
+
+@dataclass(frozen=True, slots=True)
+class TopicSpec:
+    """A topic: its name, what it is keyed by, what its values are."""
+
+    name: str
+    key: str
+    value: str
+    doc: str
+    #: True when the topic shares the events topic's partition count (co-partitioned by user).
+    per_user: bool = True
+
+
+class Topics:
+    """The topic names for one prefix."""
+
+    def __init__(self, prefix: str = "tastestream") -> None:
+        if not prefix or any(c in prefix for c in " /\\"):
+            raise ValueError(f"topic prefix {prefix!r} must be non-empty, without spaces or slashes")
+        self.prefix = prefix
+        self.events = TopicSpec(
+            f"{prefix}.events", "user_id", "event or batch (JSON or msgpack)",
+            "clickstream in: one event or an array of events per message",
+        )
+        self.dead_letter = TopicSpec(
+            f"{prefix}.dead-letter", "user_id when known", "JSON dead-letter record",
+            "rejected input with the original bytes, the reason and the source",
+            per_user=False,
+        )
+        self.recommendation_requests = TopicSpec(
+            f"{prefix}.recommendation-requests", "user_id", "JSON or msgpack request",
+            "{request_id, user_id, surface, k, context}",
+        )
+        self.recommendations = TopicSpec(
+            f"{prefix}.recommendations", "user_id", "JSON recommendation list",
+            "answers to recommendation requests",
+        )
+        self.model_updates = TopicSpec(
+            f"{prefix}.model-updates", "model name", "JSON model-version announcement",
+            "a new model version was published",
+            per_user=False,
+        )
+
+    def all(self) -> list[TopicSpec]:
+        return [
+            self.events,
+            self.dead_letter,
+            self.recommendation_requests,
+            self.recommendations,
+            self.model_updates,
+        ]
+
+
+def partition_for(user_id: str, partitions: int) -> int:
+    """The partition Faust and the Java client pick for key ``user_id``."""
+    return (murmur2(user_id.encode()) & 0x7FFFFFFF) % partitions
