@@ -49,6 +49,8 @@ class Settings:
     ingest_batch_seconds: float = 0.05
     producer_linger_seconds: float = 0.02
     table_store: str = "memory://"
+    session_timeout_seconds: float = 10.0
+    worker_id: str = ""
     # -- durable event log --
     log_segment_bytes: int = 64 * 1024 * 1024
     log_fsync: str = "interval"

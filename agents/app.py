@@ -1,0 +1,136 @@
+"""The Faust application: built by :func:`create_app` from :class:`Settings`.
+
+There is no module-level app: building it reads settings, and Faust's
+autodiscovery imports every module, so import stays free of I/O. The CLI (and
+the tests) call ``create_app(settings)``, which wires the agents, tables and
+web views of every domain module.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import Mapping
+from typing import Any
+
+import faust
+import msgpack
+from faust.serializers import codecs
+from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.types import TP
+
+from agents.metrics import Metrics
+from agents.offsets import true_end_offsets
+from agents.settings import Settings
+
+
+class MsgpackCodec(codecs.Codec):
+    """Compact binary table values (Faust's default JSON is larger and slower)."""
+
+    def _dumps(self, obj: Any) -> bytes:
+        return msgpack.packb(obj, use_bin_type=True)
+
+    def _loads(self, s: bytes) -> Any:
+        return msgpack.unpackb(s, raw=False, strict_map_key=False)
+
+
+class Utf8KeyCodec(codecs.Codec):
+    """Table keys as plain UTF-8, so murmur2 of the key is what producers compute.
+
+    Faust's default for ``str`` keys is JSON (``"u1"`` with quotes): a producer
+    keying by the raw user id would then land on another partition than the
+    table's, and table routing would ask the wrong worker.
+    """
+
+    def _dumps(self, obj: Any) -> bytes:
+        return obj.encode() if isinstance(obj, str) else bytes(obj)
+
+    def _loads(self, s: bytes) -> Any:
+        return s.decode()
+
+
+TABLE_CODEC = "tastestream-msgpack"
+KEY_CODEC = "tastestream-utf8"
+codecs.register(TABLE_CODEC, MsgpackCodec())
+codecs.register(KEY_CODEC, Utf8KeyCodec())
+
+
+def user_table(app: faust.App, name: str, partitions: int) -> Any:
+    """A table keyed by user id (UTF-8), with msgpack values and a changelog."""
+    # use_partitioner: writes are batched outside any one message's context, and the
+    # changelog partition is murmur2 of the UTF-8 key, as for the source topic.
+    table = app.Table(
+        name, default=None, key_type=str, partitions=partitions, use_partitioner=True
+    )
+    # Set before the changelog topic is first built (lazily, at worker start).
+    table.key_serializer = KEY_CODEC
+    table.value_serializer = TABLE_CODEC
+    return table
+
+
+class FetchedEndOffsetsConsumer(faust_aiokafka.Consumer):
+    """Faust's consumer, with end offsets read from fetch responses.
+
+    Table recovery reads each changelog up to these offsets; see
+    :mod:`agents.offsets` for why ListOffsets cannot be trusted on Tansu.
+    """
+
+    async def highwaters(self, *partitions: TP) -> Mapping[TP, int]:
+        bootstrap = ",".join(
+            f"{url.host}:{url.port or 9092}" for url in self.app.conf.broker_consumer
+        )
+        ends = await asyncio.to_thread(
+            true_end_offsets, bootstrap, [(tp.topic, tp.partition) for tp in partitions]
+        )
+        return {tp: ends[(tp.topic, tp.partition)] for tp in partitions}
+
+
+class FetchedEndOffsetsTransport(faust_aiokafka.Transport):
+    Consumer = FetchedEndOffsetsConsumer
+
+
+class TastestreamApp(faust.App):
+    """A Faust app whose consumer restores tables completely on any Kafka."""
+
+    settings: Settings
+
+    def _new_transport(self) -> FetchedEndOffsetsTransport:
+        return FetchedEndOffsetsTransport(self.conf.broker_consumer, self)
+
+
+def create_app(settings: Settings) -> TastestreamApp:
+    """The configured app with every agent, table and view registered."""
+    if not settings.kafka_url:
+        raise ValueError("create_app needs settings.kafka_url (start the stack first)")
+    worker_id = settings.worker_id or f"{socket.gethostname()}-{settings.web_port}"
+    faust_dir = settings.data_path / "faust" / worker_id
+    faust_dir.mkdir(parents=True, exist_ok=True)
+    app = TastestreamApp(
+        settings.topic_prefix,
+        broker=settings.kafka_url,
+        store=settings.table_store,
+        autodiscover=False,
+        topic_partitions=settings.partitions,
+        topic_replication_factor=settings.replication_factor,
+        producer_linger=settings.producer_linger_seconds,
+        broker_session_timeout=settings.session_timeout_seconds,
+        broker_heartbeat_interval=max(settings.session_timeout_seconds / 4, 0.5),
+        web_bind=settings.web_host,
+        web_port=settings.web_port,
+        canonical_url=f"http://{settings.web_host}:{settings.web_port}",
+        datadir=str(faust_dir),
+        table_standby_replicas=0,
+        stream_wait_empty=False,
+        consumer_auto_offset_reset="earliest",
+    )
+    app.settings = settings
+    app.worker_id = worker_id
+    app.metrics = Metrics()
+
+    # Domain modules register what they own; imported here, not at module
+    # import, so building one app never drags in another's side effects.
+    from agents import ingest, views
+
+    ingest.register(app)
+    views.register(app)
+    return app

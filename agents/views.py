@@ -1,0 +1,139 @@
+"""HTTP API of the worker (Faust web, aiohttp).
+
+``POST /events``                 one event or a JSON array; 202 {"accepted", "rejected"}
+``GET /users/{user_id}/history`` the user's last events, newest first (routed to the owner)
+``GET /health``                  broker and Redis reachability; 200 or 503
+``GET /metrics``                 Prometheus text
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import defaultdict
+from typing import Any
+
+import msgpack
+import redis.asyncio as aioredis
+from confluent_kafka.admin import AdminClient
+from faust import web
+
+from agents.app import TastestreamApp
+from streams.codecs import DecodeError, decode_payload, encode_events
+from streams.events import EventError, validate_event
+from streams.topics import partition_for
+
+#: An HTTP request body may be this large at most.
+MAX_BODY_BYTES = 16 * 1024 * 1024
+
+
+def error(view: web.View, status: int, message: str, **extra: Any) -> web.Response:
+    return view.json({"error": message, **extra}, status=status)
+
+
+async def _broker_ok(bootstrap: str) -> tuple[bool, str]:
+    def probe() -> tuple[bool, str]:
+        admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
+        try:
+            meta = admin.list_topics(timeout=2.0)
+            return True, f"{len(meta.brokers)} broker(s)"
+        except Exception as exc:  # noqa: BLE001 - reported, not raised
+            return False, str(exc)
+
+    return await asyncio.to_thread(probe)
+
+
+async def _redis_ok(client: aioredis.Redis) -> tuple[bool, str]:
+    try:
+        await asyncio.wait_for(client.ping(), timeout=2.0)
+        return True, "pong"
+    except Exception as exc:  # noqa: BLE001 - reported, not raised
+        return False, str(exc) or type(exc).__name__
+
+
+def register(app: TastestreamApp) -> None:
+    ingest = app.ingest
+    settings = app.settings
+    redis_client: list[aioredis.Redis] = []
+
+    def redis() -> aioredis.Redis:
+        if not redis_client:
+            redis_client.append(aioredis.Redis.from_url(settings.redis_url))
+        return redis_client[0]
+
+    app.redis = redis
+
+    @app.page("/events")
+    class Events(web.View):
+        async def post(self, request: web.Request) -> web.Response:
+            body = await request.read()
+            if len(body) > MAX_BODY_BYTES:
+                return error(self, 413, f"body is {len(body)} bytes; the limit is {MAX_BODY_BYTES}")
+            content_type = request.headers.get("Content-Type", "")
+            try:
+                if "msgpack" in content_type:
+                    items = msgpack.unpackb(body, raw=False)
+                    items = items if isinstance(items, list) else [items]
+                else:
+                    items = decode_payload(body).items
+            except (DecodeError, ValueError) as exc:
+                return error(self, 400, f"undecodable body: {exc}")
+            rejected = []
+            by_partition: dict[int, list[dict[str, Any]]] = defaultdict(list)
+            for index, raw in enumerate(items):
+                try:
+                    event = validate_event(raw)
+                except EventError as exc:
+                    rejected.append({"index": index, "field": exc.field, "reason": str(exc)})
+                    continue
+                by_partition[partition_for(event["user_id"], settings.partitions)].append(event)
+            sends = [
+                await ingest.events_topic.send(
+                    key=events[0]["user_id"].encode(),
+                    value=encode_events(events),
+                    partition=partition,
+                )
+                for partition, events in by_partition.items()
+            ]
+            # 202 only once the broker has the events: a lost send is an error, not a success.
+            await asyncio.gather(*sends)
+            accepted = sum(len(v) for v in by_partition.values())
+            app.metrics.inc("tastestream_http_events_total", accepted)
+            return self.json({"accepted": accepted, "rejected": rejected}, status=202)
+
+    @app.page("/users/{user_id}/history")
+    class History(web.View):
+        @app.table_route(table=ingest.history, match_info="user_id")
+        async def get(self, request: web.Request, user_id: str) -> web.Response:
+            state = ingest.history.get(user_id)
+            if state is None:
+                return error(self, 404, f"no events for user {user_id!r}", user_id=user_id)
+            limit = request.query.get("limit")
+            events = state["events"]
+            if limit is not None:
+                if not limit.isdigit():
+                    return error(self, 400, f"limit must be a non-negative integer, got {limit!r}")
+                events = events[: int(limit)]
+            return self.json({"user_id": user_id, "events": events})
+
+    @app.page("/health")
+    class Health(web.View):
+        async def get(self, request: web.Request) -> web.Response:
+            (broker_ok, broker_detail), (redis_ok, redis_detail) = await asyncio.gather(
+                _broker_ok(settings.kafka_bootstrap), _redis_ok(redis())
+            )
+            body = {
+                "status": "ok" if broker_ok and redis_ok else "degraded",
+                "broker": {"ok": broker_ok, "url": settings.kafka_url, "detail": broker_detail},
+                "redis": {"ok": redis_ok, "url": settings.redis_url, "detail": redis_detail},
+                "worker_id": app.worker_id,
+                "time": time.time(),
+            }
+            return self.json(body, status=200 if broker_ok and redis_ok else 503)
+
+    @app.page("/metrics")
+    class Metrics(web.View):
+        async def get(self, request: web.Request) -> web.Response:
+            for partition, lag in ingest.lag().items():
+                app.metrics.set("tastestream_consumer_lag", lag, {"partition": str(partition)})
+            return self.text(app.metrics.render(), content_type="text/plain; version=0.0.4")
