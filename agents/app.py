@@ -55,17 +55,32 @@ codecs.register(TABLE_CODEC, MsgpackCodec())
 codecs.register(KEY_CODEC, Utf8KeyCodec())
 
 
-def user_table(app: faust.App, name: str, partitions: int) -> Any:
-    """A table keyed by user id (UTF-8), with msgpack values and a changelog."""
-    # use_partitioner: writes are batched outside any one message's context, and the
-    # changelog partition is murmur2 of the UTF-8 key, as for the source topic.
-    table = app.Table(
-        name, default=None, key_type=str, partitions=partitions, use_partitioner=True
+class UserTable(faust.Table):
+    """A table keyed by user id (UTF-8) with msgpack values.
+
+    The serializers must be right before Faust builds the changelog topic and
+    the store (both read them once), so they come from the class, not from
+    attributes set afterwards.
+    """
+
+    def _serializer_from_type(self, typ: Any) -> str:
+        return KEY_CODEC if typ is str else TABLE_CODEC
+
+
+def user_table(app: faust.App, name: str, partitions: int) -> UserTable:
+    """A user-keyed table with a changelog, registered with the app."""
+    # use_partitioner: writes are batched outside any one message's context, and
+    # the changelog partition is murmur2 of the UTF-8 key, as for the source topic.
+    table = UserTable(
+        app,
+        name=name,
+        default=None,
+        key_type=str,
+        partitions=partitions,
+        use_partitioner=True,
+        beacon=app.tables.beacon,
     )
-    # Set before the changelog topic is first built (lazily, at worker start).
-    table.key_serializer = KEY_CODEC
-    table.value_serializer = TABLE_CODEC
-    return table
+    return app.tables.add(table)
 
 
 class FetchedEndOffsetsConsumer(faust_aiokafka.Consumer):

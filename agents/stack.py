@@ -183,10 +183,13 @@ class Stack:
 
 
 def start_stack(
-    kafka_url: str = "", redis_url: str = "", work_dir: Path | None = None, need_redis: bool = True
+    kafka_url: str = "",
+    redis_url: str = "",
+    work_dir: str | Path | None = None,
+    need_redis: bool = True,
 ) -> Stack:
     """Start what is not given; returns the URLs to use. Stop it with ``Stack.stop``."""
-    work_dir = work_dir or Path(tempfile.mkdtemp(prefix="tastestream-stack-"))
+    work_dir = Path(work_dir) if work_dir else Path(tempfile.mkdtemp(prefix="tastestream-stack-"))
     work_dir.mkdir(parents=True, exist_ok=True)
     stack = Stack(kafka_url, redis_url)
     try:

@@ -51,6 +51,18 @@ async def _redis_ok(client: aioredis.Redis) -> tuple[bool, str]:
         return False, str(exc) or type(exc).__name__
 
 
+def worker_state(app: TastestreamApp) -> dict[str, Any]:
+    """Which events partitions this worker owns, and whether it is serving them."""
+    events_topic = app.settings.topics.events.name
+    try:
+        assigned = sorted(tp.partition for tp in app.consumer.assignment() if tp.topic == events_topic)
+    except Exception:  # noqa: BLE001 - the consumer is not started yet
+        assigned = []
+    recovered = app.tables.recovery.completed.is_set() if app.tables.recovery else False
+    ready = bool(assigned) and recovered and not app.rebalancing and not app.in_recovery
+    return {"partitions": assigned, "ready": ready}
+
+
 def register(app: TastestreamApp) -> None:
     ingest = app.ingest
     settings = app.settings
@@ -127,6 +139,7 @@ def register(app: TastestreamApp) -> None:
                 "broker": {"ok": broker_ok, "url": settings.kafka_url, "detail": broker_detail},
                 "redis": {"ok": redis_ok, "url": settings.redis_url, "detail": redis_detail},
                 "worker_id": app.worker_id,
+                **worker_state(app),
                 "time": time.time(),
             }
             return self.json(body, status=200 if broker_ok and redis_ok else 503)
@@ -134,6 +147,9 @@ def register(app: TastestreamApp) -> None:
     @app.page("/metrics")
     class Metrics(web.View):
         async def get(self, request: web.Request) -> web.Response:
+            state = worker_state(app)
+            app.metrics.set("tastestream_partitions_assigned", len(state["partitions"]))
+            app.metrics.set("tastestream_worker_ready", int(state["ready"]))
             for partition, lag in ingest.lag().items():
                 app.metrics.set("tastestream_consumer_lag", lag, {"partition": str(partition)})
             return self.text(app.metrics.render(), content_type="text/plain; version=0.0.4")
