@@ -130,7 +130,7 @@ def create_app(settings: Settings) -> TastestreamApp:
         producer_linger=settings.producer_linger_seconds,
         broker_session_timeout=settings.session_timeout_seconds,
         broker_heartbeat_interval=max(settings.session_timeout_seconds / 4, 0.5),
-        web_bind=settings.web_host,
+        web_bind=settings.web_bind or settings.web_host,
         web_port=settings.web_port,
         canonical_url=f"http://{settings.web_host}:{settings.web_port}",
         datadir=str(faust_dir),

@@ -114,18 +114,20 @@ def cmd_worker(args: argparse.Namespace) -> int:
 # -- produce ------------------------------------------------------------------
 
 
-def _open_input(path: str):  # noqa: ANN202 - a binary file object
-    return sys.stdin.buffer if path == "-" else open(path, "rb")  # noqa: SIM115
+def _open_input(path: str):
+    return sys.stdin.buffer if path == "-" else open(path, "rb")
 
 
 def cmd_produce(args: argparse.Namespace) -> int:
-    from agents.progress import Progress
     from agents.producer import EventProducer, read_event_file
+    from agents.progress import Progress
     from agents.provision import ensure_topics
 
     settings = _settings(args)
     if not settings.kafka_url:
-        raise SystemExit("produce needs a broker: set TASTESTREAM_KAFKA_URL (see `tastestream broker`)")
+        raise SystemExit(
+            "produce needs a broker: set TASTESTREAM_KAFKA_URL (see `tastestream broker`)"
+        )
     ensure_topics(settings)
     producer = EventProducer(settings, batch_size=args.batch_size)
     undecodable: Counter = Counter()
@@ -142,7 +144,7 @@ def cmd_produce(args: argparse.Namespace) -> int:
 # -- simulate -----------------------------------------------------------------
 
 
-def _simulator(args: argparse.Namespace):  # noqa: ANN202
+def _simulator(args: argparse.Namespace):
     from models.simulator import ClickstreamSimulator, SimulatorConfig
 
     return ClickstreamSimulator(SimulatorConfig(users=args.users, items=args.items, seed=args.seed))
@@ -180,6 +182,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         if args.events is None:
             raise SystemExit("--out needs --events N")
         with Progress("simulating", total=args.events) as bar:
+
             def counted():
                 for event in simulator.events(args.events):
                     bar.update()
@@ -221,14 +224,16 @@ def wait_http(url: str, timeout: float, proc: subprocess.Popen | None = None) ->
             with urllib.request.urlopen(url, timeout=2) as resp:
                 if resp.status == 200:
                     return
-        except Exception as exc:  # noqa: BLE001 - retried until the deadline
+        except Exception as exc:
             last = exc
         time.sleep(0.2)
     raise StackError(f"{url} did not answer within {timeout:.0f} s ({last})")
 
 
-def spawn_worker(settings: Settings, env: dict[str, str] | None = None) -> subprocess.Popen:
-    """A worker process that dies with us (PR_SET_PDEATHSIG)."""
+def spawn_worker(
+    settings: Settings, log_path: Path, env: dict[str, str] | None = None
+) -> subprocess.Popen:
+    """A worker process that dies with us (PR_SET_PDEATHSIG), logging to ``log_path``."""
     from agents.stack import _die_with_parent
 
     child_env = dict(os.environ)
@@ -242,12 +247,16 @@ def spawn_worker(settings: Settings, env: dict[str, str] | None = None) -> subpr
         }
     )
     child_env.update(env or {})
-    return subprocess.Popen(
-        [sys.executable, "-m", "agents.cli", "worker"],
-        env=child_env,
-        preexec_fn=_die_with_parent,
-        start_new_session=True,
-    )
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log_file:
+        return subprocess.Popen(
+            [sys.executable, "-m", "agents.cli", "worker"],
+            env=child_env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            preexec_fn=_die_with_parent,
+            start_new_session=True,
+        )
 
 
 def stop_process(proc: subprocess.Popen, timeout: float = 20.0) -> None:
@@ -271,13 +280,23 @@ def cmd_demo(args: argparse.Namespace) -> int:
     try:
         settings = settings.replace(kafka_url=stack.kafka_url, redis_url=stack.redis_url)
         ensure_topics(settings)
-        worker = spawn_worker(settings)
+        worker_log = settings.data_path / "logs" / "worker.log"
+        worker = spawn_worker(settings, worker_log)
         base = f"http://{settings.web_host}:{settings.web_port}"
-        wait_http(base + "/health", timeout=90, proc=worker)
+        try:
+            wait_http(base + "/health", timeout=90, proc=worker)
+        except StackError:
+            tail = worker_log.read_text(errors="replace")[-3000:] if worker_log.exists() else ""
+            raise StackError(
+                f"the worker did not come up; its log ({worker_log}):\n{tail}"
+            ) from None
         _print(f"tastestream demo running: kafka {settings.kafka_url}  redis {settings.redis_url}")
         _print(f"HTTP API: {base}  (try {base}/users/u1/history, {base}/metrics)")
-        _print("simulated clickstream: %d users, %d items, %.0f events/s. Ctrl-C to stop."
-               % (args.users, args.items, args.rate))
+        _print(f"worker log: {worker_log}")
+        _print(
+            f"simulated clickstream: {args.users} users, {args.items} items, "
+            f"{args.rate:.0f} events/s. Ctrl-C to stop."
+        )
         sent = produce_live(settings, _simulator(args), args.rate, args.duration)
         _print(json.dumps({"sent": sent}))
         return 0
@@ -295,15 +314,20 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_import(args: argparse.Namespace) -> int:
     from agents.progress import Progress
-    from streams.importer import ImportSpec, import_csv, parse_mapping
+    from streams.importer import ImportSpec, ImportSpecError, ImportStats, import_csv, parse_mapping
 
-    spec = ImportSpec(
-        columns=parse_mapping(args.columns),
-        types=parse_mapping(args.types),
-        ts_unit=args.ts_unit,
-    )
-    importer = import_csv(args.file, spec)
+    try:
+        spec = ImportSpec(
+            columns=parse_mapping(args.columns),
+            types=parse_mapping(args.types),
+            ts_unit=args.ts_unit,
+        )
+    except ImportSpecError as exc:
+        raise SystemExit(f"tastestream import: {exc}") from None
+    stats = ImportStats()
+    importer = import_csv(args.file, spec, stats=stats)
     with Progress("importing", unit="rows") as bar:
+
         def counted():
             for event in importer:
                 bar.update()
@@ -324,9 +348,7 @@ def cmd_import(args: argparse.Namespace) -> int:
             producer = EventProducer(settings)
             producer.send_many(counted())
             result = producer.flush().as_dict()
-    stats = getattr(importer, "stats", None)
-    if stats is not None:
-        result.update(rows=stats.rows, accepted=stats.accepted, rejected=dict(stats.rejected))
+    result.update(rows=stats.rows, accepted=stats.accepted, rejected=dict(stats.rejected))
     _print(json.dumps(result))
     return 0
 
@@ -349,7 +371,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--items", type=int, default=5000)
         p.add_argument("--seed", type=int, default=0)
         p.add_argument("--rate", type=float, default=rate, help="events per second")
-        p.add_argument("--duration", type=float, default=None, help="seconds; default: until Ctrl-C")
+        p.add_argument(
+            "--duration", type=float, default=None, help="seconds; default: until Ctrl-C"
+        )
 
     p = common(sub.add_parser("demo", help="the whole stack with a simulated clickstream"))
     simulation(p, rate=200.0)

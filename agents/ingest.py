@@ -81,7 +81,9 @@ def decode_messages(
             except EventError as exc:
                 original = _reencode(raw, payload.encoding) if payload.is_batch else value
                 position = index if payload.is_batch else None
-                out.rejections.append((Rejection(str(exc), exc.field, original, position, key), source))
+                out.rejections.append(
+                    (Rejection(str(exc), exc.field, original, position, key), source)
+                )
                 continue
             user = event["user_id"]
             owner = partition_for(user, partitions)
@@ -213,7 +215,7 @@ class Ingest:
         for partition, offset in self.last_offsets.items():
             try:
                 high = consumer.highwater(TP(self.events_topic.get_topic_name(), partition))
-            except Exception:  # noqa: BLE001 - lag is best effort, never breaks /metrics
+            except Exception:
                 continue
             if high is not None:
                 out[partition] = max(high - offset - 1, 0)
@@ -226,7 +228,7 @@ def register(app: TastestreamApp) -> Ingest:
     settings = app.settings
 
     @app.agent(ingest.events_topic, name="ingest")
-    async def ingest_agent(stream):  # noqa: ANN001 - Faust passes a StreamT
+    async def ingest_agent(stream):
         async for batch in stream.take_events(
             settings.ingest_batch_size, within=settings.ingest_batch_seconds
         ):
@@ -241,7 +243,7 @@ def register(app: TastestreamApp) -> Ingest:
                 await ingest.dead_letter_batch(events, f"internal error: {exc!r}")
 
     @app.on_before_shutdown.connect
-    async def close_eventlog(app, **kwargs: Any) -> None:  # noqa: ANN001
+    async def close_eventlog(app, **kwargs: Any) -> None:
         ingest.close()
 
     return ingest

@@ -18,6 +18,7 @@ from collections.abc import Iterable
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
+
 def true_end_offsets(
     bootstrap: str, partitions: Iterable[tuple[str, int]], timeout: float = 10.0
 ) -> dict[tuple[str, int], int]:
@@ -38,7 +39,7 @@ def true_end_offsets(
     try:
         listed: dict[tuple[str, int], int] = {}
         for topic, partition in wanted:
-            low, high = consumer.get_watermark_offsets(
+            _, high = consumer.get_watermark_offsets(
                 TopicPartition(topic, partition), timeout=timeout
             )
             listed[(topic, partition)] = high

@@ -79,6 +79,11 @@ class EventProducer:
 
     def _send_batch(self, partition: int) -> None:
         events = self._pending.pop(partition)
+        count = len(events)
+
+        def delivered(err: Any, _msg: Any) -> None:
+            self._delivered(err, count)
+
         while True:
             try:
                 self.producer.produce(
@@ -86,7 +91,7 @@ class EventProducer:
                     value=encode_events(events),
                     key=events[0]["user_id"].encode(),
                     partition=partition,
-                    on_delivery=lambda err, _msg, n=len(events): self._delivered(err, n),
+                    on_delivery=delivered,
                 )
                 break
             except BufferError:

@@ -36,6 +36,7 @@ class Settings:
     kafka_url: str = ""
     redis_url: str = ""
     web_host: str = "127.0.0.1"
+    web_bind: str = ""
     web_port: int = 6066
     data_dir: str = "tastestream-data"
     # -- topics --
@@ -59,7 +60,7 @@ class Settings:
     log_level: str = "info"
 
     @property
-    def topics(self):  # noqa: ANN201 - avoid importing streams at module import
+    def topics(self):
         from streams.topics import Topics
 
         return Topics(self.topic_prefix)
@@ -102,7 +103,7 @@ class Settings:
             else:
                 with path.open("rb") as fh:
                     values.update(tomllib.load(fh))
-        known = {f.name: f for f in fields(cls) }
+        known = {f.name: f for f in fields(cls)}
         unknown = set(values) - set(known)
         if unknown:
             raise SettingsError(f"unknown keys in {path}: {', '.join(sorted(unknown))}")
@@ -123,9 +124,13 @@ class Settings:
         if self.history_length < 1 or self.dedupe_window < 1:
             raise SettingsError("history_length and dedupe_window must be at least 1")
         if self.kafka_url and not self.kafka_url.startswith("kafka://"):
-            raise SettingsError(f"kafka_url must look like kafka://host:port, got {self.kafka_url!r}")
+            raise SettingsError(
+                f"kafka_url must look like kafka://host:port, got {self.kafka_url!r}"
+            )
         if self.redis_url and not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
-            raise SettingsError(f"redis_url must look like redis://host:port, got {self.redis_url!r}")
+            raise SettingsError(
+                f"redis_url must look like redis://host:port, got {self.redis_url!r}"
+            )
 
 
 def _coerce(name: str, kind: Any, value: Any) -> Any:

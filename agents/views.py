@@ -37,7 +37,7 @@ async def _broker_ok(bootstrap: str) -> tuple[bool, str]:
         try:
             meta = admin.list_topics(timeout=2.0)
             return True, f"{len(meta.brokers)} broker(s)"
-        except Exception as exc:  # noqa: BLE001 - reported, not raised
+        except Exception as exc:
             return False, str(exc)
 
     return await asyncio.to_thread(probe)
@@ -47,7 +47,7 @@ async def _redis_ok(client: aioredis.Redis) -> tuple[bool, str]:
     try:
         await asyncio.wait_for(client.ping(), timeout=2.0)
         return True, "pong"
-    except Exception as exc:  # noqa: BLE001 - reported, not raised
+    except Exception as exc:
         return False, str(exc) or type(exc).__name__
 
 
@@ -55,8 +55,10 @@ def worker_state(app: TastestreamApp) -> dict[str, Any]:
     """Which events partitions this worker owns, and whether it is serving them."""
     events_topic = app.settings.topics.events.name
     try:
-        assigned = sorted(tp.partition for tp in app.consumer.assignment() if tp.topic == events_topic)
-    except Exception:  # noqa: BLE001 - the consumer is not started yet
+        assigned = sorted(
+            tp.partition for tp in app.consumer.assignment() if tp.topic == events_topic
+        )
+    except Exception:
         assigned = []
     recovered = app.tables.recovery.completed.is_set() if app.tables.recovery else False
     ready = bool(assigned) and recovered and not app.rebalancing and not app.in_recovery

@@ -5,7 +5,8 @@ original bytes travel base64-encoded.
 
 Examples
 --------
->>> rec = dead_letter_record(b"\\xff", "undecodable bytes", {"topic": "t", "partition": 0, "offset": 7})
+>>> source = {"topic": "t", "partition": 0, "offset": 7}
+>>> rec = dead_letter_record(b"\\xff", "undecodable bytes", source)
 >>> rec["reason"], original_bytes(rec)
 ('undecodable bytes', b'\\xff')
 """

@@ -17,17 +17,18 @@ Examples
 ...                     "ts": "2026-01-02T03:04:05Z"})
 >>> e["ts"], len(e["event_id"])
 (1767323045.0, 24)
->>> validate_event({"user_id": "u1", "item_id": "i9", "type": "like", "ts": 1})
-Traceback (most recent call last):
-...
-streams.events.EventError: type: unknown event type 'like'; expected one of view, click, favorite, cart, purchase, impression
+>>> try:
+...     validate_event({"user_id": "u1", "item_id": "i9", "type": "like", "ts": 1})
+... except EventError as exc:
+...     print(exc.field, "|", exc.reason.split(";")[0])
+type | unknown event type 'like'
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 EVENT_TYPES: tuple[str, ...] = ("view", "click", "favorite", "cart", "purchase", "impression")
@@ -93,7 +94,7 @@ def parse_ts(value: Any, field: str = "ts") -> float:
                 field, f"{value[:64]!r} is neither epoch seconds nor an ISO-8601 time"
             ) from None
         if parsed.tzinfo is None:
-            parsed = parsed.replace(tzinfo=timezone.utc)
+            parsed = parsed.replace(tzinfo=UTC)
         return parsed.timestamp()
     ts = _check_number(field, value)
     if ts < 0:
@@ -153,7 +154,8 @@ def validate_event(raw: Any) -> dict[str, Any]:
     for key in raw:
         if key not in KNOWN_FIELDS:
             raise EventError(
-                str(key)[:64], f"unknown field; expected {', '.join(REQUIRED_FIELDS + OPTIONAL_FIELDS)}"
+                str(key)[:64],
+                f"unknown field; expected {', '.join(REQUIRED_FIELDS + OPTIONAL_FIELDS)}",
             )
     for key in REQUIRED_FIELDS:
         if key not in raw or raw[key] is None:

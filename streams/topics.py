@@ -39,27 +39,39 @@ class Topics:
 
     def __init__(self, prefix: str = "tastestream") -> None:
         if not prefix or any(c in prefix for c in " /\\"):
-            raise ValueError(f"topic prefix {prefix!r} must be non-empty, without spaces or slashes")
+            raise ValueError(
+                f"topic prefix {prefix!r} must be non-empty, without spaces or slashes"
+            )
         self.prefix = prefix
         self.events = TopicSpec(
-            f"{prefix}.events", "user_id", "event or batch (JSON or msgpack)",
+            f"{prefix}.events",
+            "user_id",
+            "event or batch (JSON or msgpack)",
             "clickstream in: one event or an array of events per message",
         )
         self.dead_letter = TopicSpec(
-            f"{prefix}.dead-letter", "user_id when known", "JSON dead-letter record",
+            f"{prefix}.dead-letter",
+            "user_id when known",
+            "JSON dead-letter record",
             "rejected input with the original bytes, the reason and the source",
             per_user=False,
         )
         self.recommendation_requests = TopicSpec(
-            f"{prefix}.recommendation-requests", "user_id", "JSON or msgpack request",
+            f"{prefix}.recommendation-requests",
+            "user_id",
+            "JSON or msgpack request",
             "{request_id, user_id, surface, k, context}",
         )
         self.recommendations = TopicSpec(
-            f"{prefix}.recommendations", "user_id", "JSON recommendation list",
+            f"{prefix}.recommendations",
+            "user_id",
+            "JSON recommendation list",
             "answers to recommendation requests",
         )
         self.model_updates = TopicSpec(
-            f"{prefix}.model-updates", "model name", "JSON model-version announcement",
+            f"{prefix}.model-updates",
+            "model name",
+            "JSON model-version announcement",
             "a new model version was published",
             per_user=False,
         )

@@ -2,7 +2,13 @@ from agents.history import append_events, new_history
 
 
 def ev(i, user="u"):
-    return {"event_id": f"e{i}", "user_id": user, "item_id": f"i{i}", "type": "view", "ts": float(i)}
+    return {
+        "event_id": f"e{i}",
+        "user_id": user,
+        "item_id": f"i{i}",
+        "type": "view",
+        "ts": float(i),
+    }
 
 
 def test_newest_first_and_bounded():

@@ -13,11 +13,11 @@ import confluent_kafka
 import msgpack
 import pytest
 from confluent_kafka import Producer
+from conftest import WorkerProcess, consume_all, http, make_settings, wait_until
 
 from agents.provision import ensure_topics
 from streams.deadletter import original_bytes
 from streams.topics import partition_for
-from conftest import WorkerProcess, consume_all, http, make_settings, wait_until
 
 
 @pytest.fixture(scope="module")
@@ -159,9 +159,22 @@ def test_events_from_kcat_arrive(shared, kcat):
     (user,) = users(1)
     lines = "".join(f"{user}\t{json.dumps(event(user, i, etype='cart'))}\n" for i in range(3))
     subprocess.run(
-        [binary, "-P", "-b", shared.settings.kafka_bootstrap, "-t",
-         shared.settings.topics.events.name, "-K", "\t", "-X", "topic.partitioner=murmur2_random"],
-        input=lines.encode(), env=env, check=True, timeout=30,
+        [
+            binary,
+            "-P",
+            "-b",
+            shared.settings.kafka_bootstrap,
+            "-t",
+            shared.settings.topics.events.name,
+            "-K",
+            "\t",
+            "-X",
+            "topic.partitioner=murmur2_random",
+        ],
+        input=lines.encode(),
+        env=env,
+        check=True,
+        timeout=30,
     )
     history = wait_history(shared, user, 3)
     assert [e["item_id"] for e in history] == ["i2", "i1", "i0"]
@@ -171,7 +184,9 @@ def test_events_from_kcat_arrive(shared, kcat):
 def test_http_api(shared):
     url = shared.url
     a, b = users(2)
-    status, body = http("POST", url + "/events", [event(a, 1), event(b, 2, etype="nope"), event(a, 3)])
+    status, body = http(
+        "POST", url + "/events", [event(a, 1), event(b, 2, etype="nope"), event(a, 3)]
+    )
     assert status == 202
     assert body["accepted"] == 2
     assert body["rejected"][0]["index"] == 1 and "nope" in body["rejected"][0]["reason"]

@@ -2,9 +2,9 @@
 
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
+from conftest import consume_all
 
 from agents.offsets import true_end_offsets
-from conftest import consume_all
 
 
 def test_end_offsets_count_every_message_of_a_single_batch(settings):

@@ -5,9 +5,10 @@ from __future__ import annotations
 import threading
 import time
 
+from conftest import wait_until
+
 from agents.producer import EventProducer
 from streams.eventlog import read_logs
-from conftest import wait_until
 
 
 def make_events(n_users: int, per_user: int, tag: str, start: int = 0) -> list[dict]:

@@ -8,9 +8,9 @@ import time
 
 import redis
 from confluent_kafka.admin import AdminClient
+from conftest import REPO, wait_until
 
 from agents.stack import start_stack
-from conftest import REPO, wait_until
 
 
 def alive(pid: int) -> bool:

@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from streams.events import EVENT_TYPES, EventError, MAX_ID_CHARS, validate_event
+from streams.events import EVENT_TYPES, MAX_ID_CHARS, EventError, validate_event
 
 
 def base(**changes):

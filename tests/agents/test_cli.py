@@ -1,0 +1,252 @@
+"""The CLI verbs, run as a user runs them (subprocesses), against the real stack."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import psutil
+from conftest import REPO, consume_all, http, settings_env, wait_until
+
+from agents.stack import free_port
+
+
+def run_cli(args: list[str], env: dict, stdin: bytes | None = None, timeout: float = 120):
+    return subprocess.run(
+        [sys.executable, "-m", "agents.cli", *args],
+        input=stdin,
+        env=env,
+        cwd=str(REPO),
+        capture_output=True,
+        timeout=timeout,
+    )
+
+
+def last_json(stdout: bytes) -> dict:
+    return json.loads(stdout.decode().strip().splitlines()[-1])
+
+
+def test_simulate_to_file_is_seeded_and_valid(tmp_path, settings):
+    env = settings_env(settings)
+    out_a, out_b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    for out in (out_a, out_b):
+        result = run_cli(
+            [
+                "simulate",
+                "--users",
+                "50",
+                "--items",
+                "200",
+                "--events",
+                "2000",
+                "--seed",
+                "3",
+                "--out",
+                str(out),
+            ],
+            env,
+        )
+        assert result.returncode == 0, result.stderr.decode()[-2000:]
+        assert last_json(result.stdout) == {"events": 2000, "out": str(out)}
+    assert out_a.read_bytes() == out_b.read_bytes()
+    assert len(out_a.read_text().splitlines()) == 2000
+
+
+def test_produce_sends_valid_events_and_counts_rejects_by_reason(settings):
+    env = settings_env(settings)
+    lines = [
+        json.dumps({"user_id": f"p{i}", "item_id": "i", "type": "view", "ts": 1767225600 + i})
+        for i in range(30)
+    ]
+    lines += [
+        json.dumps({"user_id": "p", "item_id": "i", "type": "zap", "ts": 1}),
+        json.dumps({"user_id": "p", "type": "view", "ts": 1}),
+        "{broken",
+    ]
+    result = run_cli(["produce", "-"], env, stdin="\n".join(lines).encode())
+    assert result.returncode == 0, result.stderr.decode()[-2000:]
+    summary = last_json(result.stdout)
+    assert summary["sent"] == 30
+    assert summary["rejected"] == {"type": 1, "item_id": 1, "undecodable line": 1}
+    messages = consume_all(settings.kafka_bootstrap, settings.topics.events.name, expect=1)
+    assert messages, "nothing reached the events topic"
+
+
+def test_produce_without_a_broker_says_what_to_do(tmp_path):
+    env = dict(os.environ, PYTHONPATH=str(REPO), TASTESTREAM_DATA_DIR=str(tmp_path))
+    env.pop("TASTESTREAM_KAFKA_URL", None)
+    result = run_cli(["produce", "-"], env, stdin=b"")
+    assert result.returncode != 0
+    assert b"TASTESTREAM_KAFKA_URL" in result.stderr + result.stdout
+
+
+def _descendants(pid: int) -> list[int]:
+    try:
+        return [p.pid for p in psutil.Process(pid).children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
+
+
+def test_demo_runs_for_its_duration_and_leaves_nothing_behind(tmp_path):
+    port = free_port()
+    env = dict(
+        os.environ,
+        PYTHONPATH=str(REPO),
+        TASTESTREAM_DATA_DIR=str(tmp_path / "data"),
+        TASTESTREAM_WEB_PORT=str(port),
+        TASTESTREAM_SESSION_TIMEOUT_SECONDS="4",
+    )
+    env.pop("TASTESTREAM_KAFKA_URL", None)
+    env.pop("TASTESTREAM_REDIS_URL", None)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "agents.cli",
+            "demo",
+            "--duration",
+            "12",
+            "--rate",
+            "300",
+            "--users",
+            "50",
+            "--items",
+            "300",
+        ],
+        env=env,
+        cwd=str(REPO),
+        stdout=(tmp_path / "demo.out").open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+    seen: set[int] = set()
+    accepted = 0.0
+    deadline = time.monotonic() + 150
+    while proc.poll() is None and time.monotonic() < deadline:
+        seen.update(_descendants(proc.pid))
+        try:
+            status, text = http("GET", f"http://127.0.0.1:{port}/metrics", timeout=2)
+            if status == 200:
+                for line in text.splitlines():
+                    if line.startswith("tastestream_events_accepted_total "):
+                        accepted = float(line.split()[1])
+        except OSError:
+            pass
+        time.sleep(0.5)
+    output = (tmp_path / "demo.out").read_text(errors="replace")
+    assert proc.returncode == 0, output[-3000:]
+    assert f"HTTP API: http://127.0.0.1:{port}" in output
+    assert accepted > 100, output[-3000:]  # the worker ingested the simulated stream
+    assert len(seen) >= 3  # broker, redis, worker (at least)
+    wait_until(
+        lambda: (
+            not [
+                p
+                for p in seen
+                if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE
+            ]
+        ),
+        timeout=20,
+        what="demo's children to exit",
+    )
+
+
+def test_demo_stops_cleanly_on_sigterm(tmp_path):
+    port = free_port()
+    env = dict(
+        os.environ,
+        PYTHONPATH=str(REPO),
+        TASTESTREAM_DATA_DIR=str(tmp_path / "data"),
+        TASTESTREAM_WEB_PORT=str(port),
+        TASTESTREAM_SESSION_TIMEOUT_SECONDS="4",
+    )
+    env.pop("TASTESTREAM_KAFKA_URL", None)
+    env.pop("TASTESTREAM_REDIS_URL", None)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "agents.cli",
+            "demo",
+            "--rate",
+            "100",
+            "--users",
+            "20",
+            "--items",
+            "100",
+        ],
+        env=env,
+        cwd=str(REPO),
+        stdout=(tmp_path / "demo.out").open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+    wait_until(
+        lambda: (
+            http("GET", f"http://127.0.0.1:{port}/health", timeout=2)[0] == 200
+            if _port_open(port)
+            else False
+        ),
+        timeout=120,
+        interval=0.5,
+        what="demo up",
+    )
+    children = _descendants(proc.pid)
+    assert len(children) >= 3
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(60) == 0
+    wait_until(
+        lambda: (
+            not [
+                p
+                for p in children
+                if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE
+            ]
+        ),
+        timeout=20,
+        what="demo's children to exit",
+    )
+
+
+def _port_open(port: int) -> bool:
+    import socket
+
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_import_maps_columns_and_vocabulary_and_counts_rejects(tmp_path, settings):
+    csv_path = tmp_path / "events.csv"
+    csv_path.write_text(
+        "timestamp,visitorid,event,itemid,transactionid\n"
+        "1433221332117,257597,view,355908,\n"
+        "1433224214164,992329,addtocart,248676,\n"
+        "1433221999827,111016,transaction,318965,4000\n"
+        "1433221955914,483717,like,253185,\n"
+        "notatime,1,view,2,\n"
+    )
+    out = tmp_path / "events.jsonl"
+    result = run_cli(
+        [
+            "import", str(csv_path),
+            "--columns", "ts=timestamp,user_id=visitorid,item_id=itemid,type=event",
+            "--types", "view=view,addtocart=cart,transaction=purchase",
+            "--out", str(out),
+        ],
+        settings_env(settings),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr.decode()[-2000:]
+    summary = last_json(result.stdout)
+    assert (summary["rows"], summary["accepted"], summary["written"]) == (5, 3, 3)
+    assert sum(summary["rejected"].values()) == 2
+    events = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [e["type"] for e in events] == ["view", "cart", "purchase"]
+    assert events[0] == {
+        **events[0],
+        "user_id": "257597",
+        "item_id": "355908",
+        "ts": 1433221332.117,
+    }
