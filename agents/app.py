@@ -144,8 +144,9 @@ def create_app(settings: Settings) -> TastestreamApp:
 
     # Domain modules register what they own; imported here, not at module
     # import, so building one app never drags in another's side effects.
-    from agents import ingest, views
+    from agents import ingest, state, views
 
     ingest.register(app)
+    state.register(app)
     views.register(app)
     return app

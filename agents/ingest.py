@@ -182,6 +182,7 @@ class Ingest:
         accepted = self.apply(decoded.by_user)
         if accepted:
             self.eventlog.append(accepted)
+            await self.app.streaming_state.publish_accepted(accepted)
 
     def apply(self, by_user: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
         """Append each user's events to their history once; return the new ones."""

@@ -52,6 +52,17 @@ class Settings:
     table_store: str = "memory://"
     session_timeout_seconds: float = 10.0
     worker_id: str = ""
+    # -- streaming state --
+    session_gap_seconds: float = 1800.0
+    state_half_life_seconds: float = 7 * 86400.0
+    cooccurrence_window: int = 20
+    cooccurrence_capacity: int = 200
+    impression_window_seconds: float = 1800.0
+    popularity_half_life_seconds: float = 86400.0
+    # -- recommendations --
+    recs_k: int = 20
+    recs_ttl_seconds: int = 3600
+    recs_refresh_seconds: float = 0.2
     # -- durable event log --
     log_segment_bytes: int = 64 * 1024 * 1024
     log_fsync: str = "interval"

@@ -17,6 +17,8 @@ import msgpack
 import redis.asyncio as aioredis
 from confluent_kafka.admin import AdminClient
 from faust import web
+from faust.exceptions import SameNode
+from faust.web.exceptions import ServiceUnavailable
 
 from agents.app import TastestreamApp
 from streams.codecs import DecodeError, decode_payload, encode_events
@@ -63,6 +65,68 @@ def worker_state(app: TastestreamApp) -> dict[str, Any]:
     recovered = app.tables.recovery.completed.is_set() if app.tables.recovery else False
     ready = bool(assigned) and recovered and not app.rebalancing and not app.in_recovery
     return {"partitions": assigned, "ready": ready}
+
+
+INTERACTIONS = ("view", "click", "favorite", "cart", "purchase")
+PAST_TENSE = {
+    "view": "viewed",
+    "click": "clicked",
+    "favorite": "favourited",
+    "cart": "carted",
+    "purchase": "bought",
+}
+MAX_K = 500
+
+
+def parse_k(raw: str | None, default: int) -> int:
+    """``k`` from a query string: a whole number from 1 to MAX_K."""
+    if raw is None:
+        return default
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_K:
+        raise ValueError(f"k must be a whole number from 1 to {MAX_K}, got {raw!r}")
+    return int(raw)
+
+
+def parse_interaction(raw: str | None, name: str, default: str) -> str:
+    value = raw or default
+    if value not in INTERACTIONS:
+        raise ValueError(f"{name} must be one of {', '.join(INTERACTIONS)}, got {value!r}")
+    return value
+
+
+async def routed(
+    app: TastestreamApp, table: Any, key: str, view: web.View, request: web.Request, local: Any
+) -> web.Response:
+    """Answer here if this worker owns ``key`` in ``table``, else forward to the owner."""
+    try:
+        return await app.router.route_req(table.name, key, view.web, request)
+    except SameNode:
+        return await local()
+    except ServiceUnavailable:
+        return error(view, 503, "no worker owns this key yet (rebalancing); retry shortly")
+
+
+def cooccurrence_similar(
+    app: TastestreamApp, item_id: str, from_type: str, to_type: str, k: int
+) -> list[dict[str, Any]]:
+    from agents.state import token_key
+
+    neighbours = app.streaming_state.neighbours.get(token_key(item_id, from_type))
+    if neighbours is None:
+        return []
+    items = []
+    for target, count, p in neighbours.top(to_type, k, time.time()):
+        items.append(
+            {
+                "item_id": target,
+                "score": round(p, 6),
+                "count": round(count, 4),
+                "p": round(p, 6),
+                "reason": f"{p:.0%} of sessions that {PAST_TENSE[from_type]} {item_id} "
+                f"went on to {to_type} this",
+            }
+        )
+    return items
 
 
 def register(app: TastestreamApp) -> None:
@@ -129,6 +193,37 @@ def register(app: TastestreamApp) -> None:
                     return error(self, 400, f"limit must be a non-negative integer, got {limit!r}")
                 events = events[: int(limit)]
             return self.json({"user_id": user_id, "events": events})
+
+    @app.page("/items/{item_id}/similar")
+    class Similar(web.View):
+        async def get(self, request: web.Request, item_id: str) -> web.Response:
+            from agents.state import token_key
+
+            try:
+                from_type = parse_interaction(request.query.get("from"), "from", "click")
+                to_type = parse_interaction(request.query.get("to"), "to", from_type)
+                k = parse_k(request.query.get("k"), settings.recs_k)
+            except ValueError as exc:
+                return error(self, 400, str(exc))
+
+            async def local() -> web.Response:
+                serving = getattr(app, "serving", None)
+                items = serving.similar(item_id, from_type, to_type, k) if serving else None
+                version = serving.live_version if items is not None else None
+                if items is None:
+                    items = cooccurrence_similar(app, item_id, from_type, to_type, k)
+                body = {
+                    "item_id": item_id,
+                    "from": from_type,
+                    "to": to_type,
+                    "model_version": version,
+                    "source": "model" if version else "cooccurrence",
+                    "items": items,
+                }
+                return self.json(body)
+
+            table = app.streaming_state.neighbours.table
+            return await routed(app, table, token_key(item_id, from_type), self, request, local)
 
     @app.page("/health")
     class Health(web.View):

@@ -1,0 +1,287 @@
+"""Streaming state: trajectories, Thompson-sampling bandits and co-occurrence, per event.
+
+The ingest agent passes each batch of newly accepted (deduplicated) events on
+to ``<prefix>.accepted-events``, co-partitioned with the events topic by user.
+Three agents keep the state the sources compute in nightly batches:
+
+``trajectories``  user-keyed: :class:`~models.trajectory.UserTrajectory` and the
+                  user's session window; emits co-occurrence pairs ``p -> q``
+                  repartitioned by the source token ``p`` to
+                  ``<prefix>.cooccurrence-pairs``
+``bandits``       user-keyed: :class:`~models.bandit.UserBandit`
+``cooccurrence``  token-keyed: :class:`~models.cooccurrence.TokenNeighbours`
+
+Each works per batch: events are grouped by key, each key's object is updated
+once and written back once (one changelog record per key per batch). Live
+objects are cached in front of the tables (decoding a table value per event
+would cost more than the update); the cache is dropped at every rebalance, so
+what a worker serves after a rebalance is what the changelog restored.
+
+Worker-local views, rebuilt from the durable event log at start: item
+catalogue (category, seller, availability) and windowed popularity. Users are
+spread over workers by hash, so one worker's popularity is an unbiased sample
+of the whole stream's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from typing import Any, Generic, TypeVar
+
+from agents.app import TastestreamApp, user_table
+from models.bandit import UserBandit
+from models.catalogue import ItemCatalogue
+from models.cooccurrence import SessionWindow, TokenNeighbours
+from models.popularity import Popularity
+from models.trajectory import UserTrajectory
+from streams.codecs import decode_payload, encode_events
+from streams.eventlog import read_logs
+from streams.topics import partition_for
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+def token_key(item_id: str, etype: str) -> str:
+    """Table key of an interaction token: ``type:item_id`` (types hold no colon)."""
+    return f"{etype}:{item_id}"
+
+
+def split_token_key(key: str) -> tuple[str, str]:
+    """``(item_id, type)`` of a :func:`token_key`."""
+    etype, _, item_id = key.partition(":")
+    return item_id, etype
+
+
+class CachedTable(Generic[T]):
+    """Live objects in front of a Faust table that holds their ``to_state()``."""
+
+    def __init__(self, table: Any, new: Callable[[], T], load: Callable[[Any], T]) -> None:
+        self.table = table
+        self.new = new
+        self.load = load
+        self.live: dict[str, T] = {}
+
+    def get(self, key: str) -> T | None:
+        obj = self.live.get(key)
+        if obj is None:
+            state = self.table.get(key)
+            if state is None:
+                return None
+            obj = self.live[key] = self.load(state)
+        return obj
+
+    def get_or_new(self, key: str) -> T:
+        obj = self.get(key)
+        if obj is None:
+            obj = self.live[key] = self.new()
+        return obj
+
+    def put(self, key: str, obj: T) -> None:
+        self.live[key] = obj
+        self.table[key] = obj.to_state()  # type: ignore[attr-defined]
+
+    def clear(self) -> None:
+        self.live.clear()
+
+
+def group_by(events: Iterable[dict[str, Any]], key: str) -> dict[str, list[dict[str, Any]]]:
+    grouped: dict[str, list[dict[str, Any]]] = {}
+    for event in events:
+        grouped.setdefault(event[key], []).append(event)
+    return grouped
+
+
+class StreamingState:
+    """Topics, tables, agents and worker-local views of the state domain."""
+
+    def __init__(self, app: TastestreamApp) -> None:
+        settings = app.settings
+        self.app = app
+        self.settings = settings
+        prefix = settings.topic_prefix
+        partitions = settings.partitions
+        raw = {
+            "key_type": bytes,
+            "value_type": bytes,
+            "key_serializer": "raw",
+            "value_serializer": "raw",
+            "partitions": partitions,
+            "internal": True,
+        }
+        self.accepted_topic = app.topic(f"{prefix}.accepted-events", **raw)
+        self.pairs_topic = app.topic(f"{prefix}.cooccurrence-pairs", **raw)
+        half_life = settings.state_half_life_seconds
+        gap = settings.session_gap_seconds
+        window = settings.cooccurrence_window
+
+        self.trajectories: CachedTable[UserTrajectory] = CachedTable(
+            user_table(app, "trajectories", partitions),
+            lambda: UserTrajectory(half_life=half_life),
+            lambda s: UserTrajectory.from_state(s, half_life=half_life),
+        )
+        self.windows: CachedTable[SessionWindow] = CachedTable(
+            user_table(app, "session-windows", partitions),
+            lambda: SessionWindow(window, gap),
+            lambda s: SessionWindow.from_state(s, window, gap),
+        )
+        self.bandits: CachedTable[UserBandit] = CachedTable(
+            user_table(app, "bandits", partitions),
+            lambda: UserBandit(half_life=half_life, window=settings.impression_window_seconds),
+            lambda s: UserBandit.from_state(
+                s, half_life=half_life, window=settings.impression_window_seconds
+            ),
+        )
+        capacity = settings.cooccurrence_capacity
+        self.neighbours: CachedTable[TokenNeighbours] = CachedTable(
+            user_table(app, "token-neighbours", partitions),
+            lambda: TokenNeighbours(capacity, half_life),
+            lambda s: TokenNeighbours.from_state(s, capacity, half_life),
+        )
+        self.catalogue = ItemCatalogue()
+        self.popularity = Popularity(half_life=settings.popularity_half_life_seconds)
+        #: Users whose state changed since their recommendations were last written.
+        self.dirty_users: set[str] = set()
+        self.on_user_change: list[Callable[[set[str]], Any]] = []
+
+    # -- helpers ---------------------------------------------------------------
+    def clear_caches(self) -> None:
+        for cached in (self.trajectories, self.windows, self.bandits, self.neighbours):
+            cached.clear()
+
+    async def publish_accepted(self, events: list[dict[str, Any]]) -> None:
+        """Hand newly accepted events to the state agents, one message per partition."""
+        by_partition: dict[int, list[dict[str, Any]]] = defaultdict(list)
+        for event in events:
+            by_partition[partition_for(event["user_id"], self.settings.partitions)].append(event)
+        for partition, batch in by_partition.items():
+            await self.accepted_topic.send(
+                key=batch[0]["user_id"].encode(), value=encode_events(batch), partition=partition
+            )
+
+    def read_views(self) -> tuple[ItemCatalogue, Popularity, int]:
+        """Catalogue and popularity of the durable event log (run in a thread at start)."""
+        catalogue = ItemCatalogue()
+        popularity = Popularity(half_life=self.settings.popularity_half_life_seconds)
+        since = time.time() - 4 * self.settings.popularity_half_life_seconds
+        root = self.settings.eventlog_path
+        n = 0
+        if root.exists():
+            for event in read_logs(root, since_ts=since):
+                catalogue.update(event)
+                popularity.update(event)
+                n += 1
+        return catalogue, popularity, n
+
+    def adopt_views(self, catalogue: ItemCatalogue, popularity: Popularity) -> None:
+        """Swap in views read from the log, keeping what arrived meanwhile (it is newer)."""
+        for item_id, info in self.catalogue.items.items():
+            catalogue.update({"item_id": item_id, "item": info})
+        popularity.merge(self.popularity)
+        self.catalogue, self.popularity = catalogue, popularity
+
+    # -- the three agents' bodies ---------------------------------------------
+    async def update_trajectories(self, events: list[dict[str, Any]]) -> None:
+        pairs_by_partition: dict[int, list[list[Any]]] = defaultdict(list)
+        partitions = self.settings.partitions
+        for user, user_events in group_by(events, "user_id").items():
+            trajectory = self.trajectories.get_or_new(user)
+            trajectory.update_many(user_events)
+            self.trajectories.put(user, trajectory)
+            window = self.windows.get_or_new(user)
+            for event in user_events:
+                if event["type"] == "impression":
+                    continue
+                q_key = token_key(event["item_id"], event["type"])
+                ts = event["ts"]
+                # An occurrence of q counts toward q's total (the denominator of P(.|q)).
+                pairs_by_partition[partition_for(q_key, partitions)].append([q_key, None, 1.0, ts])
+                for (p_item, p_type), weight in window.push(
+                    event["item_id"], event["type"], ts, event.get("session_id")
+                ):
+                    p_key = token_key(p_item, p_type)
+                    pairs_by_partition[partition_for(p_key, partitions)].append(
+                        [p_key, q_key, weight, ts]
+                    )
+            self.windows.put(user, window)
+        self.catalogue.update_many(events)
+        self.popularity.update_many(events)
+        for partition, records in pairs_by_partition.items():
+            await self.pairs_topic.send(
+                key=records[0][0].encode(), value=encode_events(records), partition=partition
+            )
+        self.mark_dirty({e["user_id"] for e in events})
+
+    def update_bandits(self, events: list[dict[str, Any]]) -> None:
+        for user, user_events in group_by(events, "user_id").items():
+            bandit = self.bandits.get_or_new(user)
+            bandit.update_many(user_events)
+            self.bandits.put(user, bandit)
+        self.mark_dirty({e["user_id"] for e in events})
+
+    def update_cooccurrence(self, records: list[list[Any]]) -> None:
+        by_source: dict[str, list[list[Any]]] = {}
+        for record in records:
+            by_source.setdefault(record[0], []).append(record)
+        for p_key, p_records in by_source.items():
+            neighbours = self.neighbours.get_or_new(p_key)
+            for _, q_key, weight, ts in p_records:
+                if q_key is None:
+                    neighbours.add_total(weight, ts)
+                else:
+                    neighbours.add(split_token_key(q_key), weight, ts)
+            self.neighbours.put(p_key, neighbours)
+
+    def mark_dirty(self, users: set[str]) -> None:
+        self.dirty_users |= users
+
+    def take_dirty(self) -> set[str]:
+        users, self.dirty_users = self.dirty_users, set()
+        return users
+
+
+def _decode_batches(batch: Iterable[Any]) -> list[Any]:
+    out: list[Any] = []
+    for event in batch:
+        # Internal topics carry only what our own agents wrote: msgpack arrays.
+        out.extend(decode_payload(event.message.value).items)
+    return out
+
+
+def register(app: TastestreamApp) -> StreamingState:
+    state = StreamingState(app)
+    app.streaming_state = state
+    settings = app.settings
+    size, within = settings.ingest_batch_size, settings.ingest_batch_seconds
+
+    @app.agent(state.accepted_topic, name="trajectories")
+    async def trajectories(stream):
+        async for batch in stream.take_events(size, within=within):
+            await state.update_trajectories(_decode_batches(batch))
+
+    @app.agent(state.accepted_topic, name="bandits")
+    async def bandits(stream):
+        async for batch in stream.take_events(size, within=within):
+            state.update_bandits(_decode_batches(batch))
+
+    @app.agent(state.pairs_topic, name="cooccurrence")
+    async def cooccurrence(stream):
+        async for batch in stream.take_events(size, within=within):
+            state.update_cooccurrence(_decode_batches(batch))
+
+    @app.on_partitions_revoked.connect
+    async def drop_caches(app, revoked, **kwargs: Any) -> None:
+        state.clear_caches()
+
+    @app.task
+    async def warm() -> None:
+        catalogue, popularity, n = await asyncio.to_thread(state.read_views)
+        state.adopt_views(catalogue, popularity)
+        log.info("catalogue and popularity warmed from %d logged events", n)
+
+    return state

@@ -1,0 +1,116 @@
+"""Streaming state over the real broker: co-occurrence, trajectories, bandits."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import pytest
+from conftest import WorkerProcess, http, make_settings, wait_until
+
+from agents.producer import EventProducer
+from agents.provision import ensure_topics
+
+
+@pytest.fixture(scope="module")
+def shared(stack, tmp_path_factory):
+    base = tmp_path_factory.mktemp("state")
+    settings = make_settings(stack, base / "data")
+    ensure_topics(settings)
+    worker = WorkerProcess(settings, base / "worker.log").start()
+    yield worker
+    worker.stop()
+
+
+def send(settings, events: list[dict]) -> None:
+    producer = EventProducer(settings)
+    producer.send_many(events)
+    producer.flush()
+
+
+def session(user: str, steps: list[tuple[str, str]], ts: float, **extra) -> list[dict]:
+    return [
+        {"user_id": user, "item_id": item, "type": etype, "ts": ts + i, **extra}
+        for i, (item, etype) in enumerate(steps)
+    ]
+
+
+def similar(worker, item: str, from_type: str, to_type: str, k: int = 20) -> dict:
+    status, body = http(
+        "GET", f"{worker.url}/items/{item}/similar?from={from_type}&to={to_type}&k={k}"
+    )
+    assert status == 200, body
+    return body
+
+
+def test_click_then_cart_makes_b_the_top_click_to_cart_neighbour(shared):
+    tag = uuid.uuid4().hex[:6]
+    a, b, c = f"A{tag}", f"B{tag}", f"C{tag}"
+    now = time.time()
+    events = []
+    for i in range(3):
+        events += session(f"{tag}-u{i}", [(a, "click"), (b, "cart")], now)
+    events += session(f"{tag}-u3", [(a, "click"), (c, "cart")], now)
+    events += session(f"{tag}-u4", [(a, "click")], now)
+    send(shared.settings, events)
+
+    body = wait_until(
+        lambda: (lambda r: r if r["items"] and r["items"][0]["count"] > 2.9 else None)(
+            similar(shared, a, "click", "cart")
+        ),
+        what="A's click->cart neighbours",
+    )
+    assert body["model_version"] is None and body["source"] == "cooccurrence"
+    top, second = body["items"][:2]
+    assert top["item_id"] == b and second["item_id"] == c
+    # P(B | clicked A) = 3 of the 5 sessions that clicked A.
+    assert top["p"] == pytest.approx(0.6, abs=1e-3)
+    assert top["count"] == pytest.approx(3.0, abs=1e-2)
+    assert second["p"] == pytest.approx(0.2, abs=1e-3)
+    assert "60% of sessions that clicked" in top["reason"]
+    # Directional: nothing follows B's cart token, and A's click->click list is empty.
+    assert similar(shared, b, "cart", "click")["items"] == []
+    assert similar(shared, a, "click", "click")["items"] == []
+
+
+def test_sessions_split_on_the_inactivity_gap(shared):
+    tag = uuid.uuid4().hex[:6]
+    a, b = f"A{tag}", f"B{tag}"
+    t0 = time.time() - 7200
+    # Same user, 31 minutes between the click and the cart: two sessions, no pair.
+    events = session(f"{tag}-u", [(a, "click")], t0) + session(f"{tag}-u", [(b, "cart")], t0 + 31 * 60)
+    # A session_id change splits too, even seconds apart.
+    events += session(f"{tag}-v", [(a, "click")], t0, session_id="s1")
+    events += session(f"{tag}-v", [(b, "cart")], t0 + 5, session_id="s2")
+    # ... and a control pair inside one session.
+    events += session(f"{tag}-w", [(a, "click"), (f"C{tag}", "cart")], t0)
+    send(shared.settings, events)
+    body = wait_until(
+        lambda: (lambda r: r if r["items"] else None)(similar(shared, a, "click", "cart")),
+        what="the control pair",
+    )
+    assert [i["item_id"] for i in body["items"]] == [f"C{tag}"]
+
+
+def test_old_counts_decay(shared):
+    tag = uuid.uuid4().hex[:6]
+    a = f"A{tag}"
+    half_life = shared.settings.state_half_life_seconds
+    old = time.time() - half_life  # one half-life ago
+    events = session(f"{tag}-old", [(a, "click"), (f"OLD{tag}", "cart")], old)
+    events += session(f"{tag}-new", [(a, "click"), (f"NEW{tag}", "cart")], time.time())
+    send(shared.settings, events)
+    body = wait_until(
+        lambda: (lambda r: r if len(r["items"]) == 2 else None)(similar(shared, a, "click", "cart")),
+        what="both pairs",
+    )
+    counts = {i["item_id"]: i["count"] for i in body["items"]}
+    assert counts[f"NEW{tag}"] == pytest.approx(1.0, abs=0.01)
+    assert counts[f"OLD{tag}"] == pytest.approx(0.5, abs=0.01)
+
+
+def test_similar_rejects_bad_parameters(shared):
+    for query, words in [("from=like", "from must be one of"), ("to=zap", "to must be one of"),
+                         ("k=0", "k must be"), ("k=abc", "k must be")]:
+        status, body = http("GET", f"{shared.url}/items/x/similar?{query}")
+        assert status == 400 and words in body["error"]
