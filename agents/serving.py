@@ -333,7 +333,9 @@ class ModelServer:
         return self.slots.user_scores(user_id, k, exclude)
 
     def status(self) -> dict[str, Any]:
-        return self.slots.status()
+        """What ``GET /models`` shows: live, previous, swaps, refusals, listening."""
+        listening = self.listener is not None and self.listener.assigned.is_set()
+        return {**self.slots.status(), "listening": listening}
 
     # -- lifecycle
     async def start(self, listen: bool = True) -> None:

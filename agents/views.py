@@ -116,6 +116,7 @@ def cooccurrence_similar(
         return []
     items = []
     for target, count, p in neighbours.top(to_type, k, time.time()):
+        p = min(p, 1.0)  # decayed counts carry float error; a share is at most 1
         items.append(
             {
                 "item_id": target,
@@ -193,6 +194,51 @@ def register(app: TastestreamApp) -> None:
                     return error(self, 400, f"limit must be a non-negative integer, got {limit!r}")
                 events = events[: int(limit)]
             return self.json({"user_id": user_id, "events": events})
+
+    @app.page("/users/{user_id}/state")
+    class UserState(web.View):
+        """What the streaming state knows of a user: seeds, weights, bandit arms."""
+
+        @app.table_route(table=app.streaming_state.trajectories.table, match_info="user_id")
+        async def get(self, request: web.Request, user_id: str) -> web.Response:
+            state = app.streaming_state
+            trajectory = state.trajectories.get(user_id)
+            if trajectory is None:
+                return error(self, 404, f"no state for user {user_id!r}", user_id=user_id)
+            try:  # decayed values are as of ``at`` (default now): comparable across calls
+                now = float(request.query.get("at", time.time()))
+            except ValueError:
+                return error(self, 400, "at must be epoch seconds")
+            bandit = state.bandits.get(user_id)
+            arms = []
+            if bandit is not None:
+                for kind, arm_id in bandit.arms():
+                    alpha, beta = bandit.posterior((kind, arm_id), now)
+                    arms.append(
+                        {
+                            "kind": kind,
+                            "id": arm_id,
+                            "alpha": alpha,
+                            "beta": beta,
+                            "mean": alpha / (alpha + beta),
+                        }
+                    )
+            body = {
+                "user_id": user_id,
+                "seeds": {t: trajectory.seeds(t) for t in INTERACTIONS},
+                "top_items": [
+                    {"item_id": i, "weight": w} for i, w in trajectory.top_items(20, now)
+                ],
+                "top_sellers": [
+                    {"seller": s, "weight": w} for s, w in trajectory.top_sellers(20, now)
+                ],
+                "purchased": list(trajectory.purchased),
+                "first_seen": trajectory.first_seen,
+                "last_seen": trajectory.last_seen,
+                "tokens": len(trajectory),
+                "bandit_arms": sorted(arms, key=lambda a: -a["mean"]),
+            }
+            return self.json(body)
 
     @app.page("/items/{item_id}/similar")
     class Similar(web.View):

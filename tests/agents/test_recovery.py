@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
-from conftest import wait_until
+from conftest import http, wait_until
 
 from agents.producer import EventProducer
 from streams.eventlog import read_logs
@@ -32,6 +32,17 @@ def snapshot(worker, n_users: int, tag: str) -> dict[str, list[str]]:
     }
 
 
+def state_snapshot(worker, n_users: int, tag: str, at: float) -> dict[str, dict]:
+    out = {}
+    for u in range(n_users):
+        user = f"{tag}-u{u}"
+        status, state = http("GET", f"{worker.url}/users/{user}/state?at={at}")
+        _, similar = http("GET", f"{worker.url}/items/i{(u * 7) % 50}/similar?from=view&to=click")
+        similar["items"] = [(i["item_id"], round(i["p"], 3)) for i in similar["items"]]
+        out[user] = {"state": state if status == 200 else None, "similar": similar}
+    return out
+
+
 def test_killed_worker_restores_every_history_exactly(settings, worker_factory):
     worker = worker_factory(settings)
     n_users, per_user = 40, 30
@@ -44,10 +55,19 @@ def test_killed_worker_restores_every_history_exactly(settings, worker_factory):
     )
     before = snapshot(worker, n_users, "r")
     assert all(len(ids) == per_user for ids in before.values())
+    at = time.time()
+    state_before = wait_until(
+        lambda: (
+            lambda s: s if all(v["state"] and v["similar"]["items"] for v in s.values()) else None
+        )(state_snapshot(worker, n_users, "r", at)),
+        what="trajectories, bandits and co-occurrence to catch up",
+    )
 
     worker.kill()
     restarted = worker_factory(settings)
     assert snapshot(restarted, n_users, "r") == before
+    # The three state tables came back from their changelogs too.
+    assert state_snapshot(restarted, n_users, "r", at) == state_before
     # Redelivery after the crash changed nothing, and new events still flow.
     producer = EventProducer(settings)
     producer.send_many(make_events(n_users, 2, "r", start=per_user))

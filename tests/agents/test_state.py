@@ -78,7 +78,9 @@ def test_sessions_split_on_the_inactivity_gap(shared):
     a, b = f"A{tag}", f"B{tag}"
     t0 = time.time() - 7200
     # Same user, 31 minutes between the click and the cart: two sessions, no pair.
-    events = session(f"{tag}-u", [(a, "click")], t0) + session(f"{tag}-u", [(b, "cart")], t0 + 31 * 60)
+    events = session(f"{tag}-u", [(a, "click")], t0) + session(
+        f"{tag}-u", [(b, "cart")], t0 + 31 * 60
+    )
     # A session_id change splits too, even seconds apart.
     events += session(f"{tag}-v", [(a, "click")], t0, session_id="s1")
     events += session(f"{tag}-v", [(b, "cart")], t0 + 5, session_id="s2")
@@ -101,7 +103,9 @@ def test_old_counts_decay(shared):
     events += session(f"{tag}-new", [(a, "click"), (f"NEW{tag}", "cart")], time.time())
     send(shared.settings, events)
     body = wait_until(
-        lambda: (lambda r: r if len(r["items"]) == 2 else None)(similar(shared, a, "click", "cart")),
+        lambda: (lambda r: r if len(r["items"]) == 2 else None)(
+            similar(shared, a, "click", "cart")
+        ),
         what="both pairs",
     )
     counts = {i["item_id"]: i["count"] for i in body["items"]}
@@ -110,7 +114,100 @@ def test_old_counts_decay(shared):
 
 
 def test_similar_rejects_bad_parameters(shared):
-    for query, words in [("from=like", "from must be one of"), ("to=zap", "to must be one of"),
-                         ("k=0", "k must be"), ("k=abc", "k must be")]:
+    for query, words in [
+        ("from=like", "from must be one of"),
+        ("to=zap", "to must be one of"),
+        ("k=0", "k must be"),
+        ("k=abc", "k must be"),
+    ]:
         status, body = http("GET", f"{shared.url}/items/x/similar?{query}")
         assert status == 400 and words in body["error"]
+
+
+def user_state(worker, user: str, at: float | None = None) -> dict | None:
+    query = f"?at={at}" if at is not None else ""
+    status, body = http("GET", f"{worker.url}/users/{user}/state{query}")
+    return body if status == 200 else None
+
+
+def test_trajectory_and_bandit_follow_the_stream(shared):
+    tag = uuid.uuid4().hex[:6]
+    user = f"{tag}-u"
+    t0 = time.time() - 3600
+
+    def item(i: str, seller: str) -> dict:
+        return {"category": "lamps", "seller": seller}
+
+    steps = [
+        ("i1", "click"),
+        ("i2", "click"),
+        ("i1", "click"),
+        ("i3", "click"),
+        ("i4", "click"),
+        ("i5", "click"),
+        ("i2", "cart"),
+        ("i2", "purchase"),
+    ]
+    events = [
+        {"user_id": user, "item_id": f"{tag}{i}", "type": t, "ts": t0 + n, "item": item(i, "s1")}
+        for n, (i, t) in enumerate(steps)
+    ]
+    # Shown, never engaged: never becomes an arm (Thompson never picks a stranger).
+    events.append(
+        {
+            "user_id": user,
+            "item_id": f"{tag}x",
+            "type": "impression",
+            "ts": t0 + 20,
+            "item": item("x", "s9"),
+        }
+    )
+    send(shared.settings, events)
+    state = wait_until(
+        lambda: (lambda s: s if s and s["tokens"] >= 8 else None)(user_state(shared, user)),
+        what="the user's state",
+    )
+    # The last 4 distinct clicked items, most recent first.
+    assert state["seeds"]["click"] == [f"{tag}i5", f"{tag}i4", f"{tag}i3", f"{tag}i1"]
+    assert state["purchased"] == [f"{tag}i2"]
+    assert state["top_sellers"][0]["seller"] == "s1"
+    # i2 (click, cart, purchase) outweighs i1 (two clicks), which outweighs i3.
+    weights = {w["item_id"]: w["weight"] for w in state["top_items"]}
+    assert weights[f"{tag}i2"] > weights[f"{tag}i1"] > weights[f"{tag}i3"]
+    arm_ids = {a["id"] for a in state["bandit_arms"]}
+    assert f"{tag}i2" in arm_ids and f"{tag}x" not in arm_ids
+    best = state["bandit_arms"][0]
+    assert best["id"] == f"{tag}i2" and best["alpha"] > best["beta"]
+
+
+def test_redelivered_events_change_no_state(shared):
+    tag = uuid.uuid4().hex[:6]
+    user = f"{tag}-u"
+    now = time.time()
+    events = [
+        {
+            "user_id": user,
+            "item_id": f"{tag}{i}",
+            "type": t,
+            "ts": now + i,
+            "event_id": f"{tag}-e{i}",
+        }
+        for i, t in enumerate(["click", "cart", "click", "purchase"])
+    ]
+    send(shared.settings, events)
+    first = wait_until(
+        lambda: (lambda s: s if s and s["tokens"] == 4 else None)(user_state(shared, user, now)),
+        what="the user's state",
+    )
+    pairs = wait_until(
+        lambda: (lambda r: r if r["items"] else None)(similar(shared, f"{tag}0", "click", "cart")),
+        what="the pair",
+    )
+    duplicates = shared.metric("tastestream_events_duplicate_total")
+    send(shared.settings, events)  # a redelivery of all four
+    wait_until(
+        lambda: shared.metric("tastestream_events_duplicate_total") >= duplicates + 4,
+        what="the redelivery to be seen",
+    )
+    assert user_state(shared, user, now) == first
+    assert similar(shared, f"{tag}0", "click", "cart") == pairs

@@ -1,0 +1,343 @@
+"""The trainer: ``tastestream train`` and ``tastestream model list|rollback``.
+
+    tastestream train --once             train on the whole event log, publish, announce
+    tastestream train --every 30m        the same in a loop (90s, 30m, 2h, 1d)
+    tastestream train --once --events FILE   train on a JSONL / msgpack file instead
+    tastestream model list               versions, data range, metrics, which is CURRENT
+    tastestream model rollback [--to V]  CURRENT back to the previous (or given) version
+
+Training reads everything the workers accepted (:func:`streams.eventlog.read_logs`
+over ``<data_dir>/eventlog``), trains a version with
+:func:`models.training.train_version` in this process (never in a worker's event
+loop), writes it atomically under ``<data_dir>/models`` (and copies it into
+every ``model_publish_dirs`` root), points ``CURRENT`` at it and announces it
+on ``<prefix>.model-updates`` as JSON
+``{"action": "publish", "version", "path", "checksum", "created_at"}``.
+Workers load it in the background and switch (see :mod:`agents.serving`).
+
+Examples
+--------
+>>> parse_interval("30m"), parse_interval("2h"), parse_interval("90s"), parse_interval("45")
+(1800.0, 7200.0, 90.0, 45.0)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import re
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+from agents.serving import models_roots
+from agents.settings import Settings
+from models.model_version import (
+    VersionInfo,
+    copy_version,
+    current_version,
+    list_versions,
+    set_current,
+    write_version,
+)
+from models.training import NotEnoughData, TrainingParams, train_version
+
+log = logging.getLogger("tastestream.trainer")
+
+_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+ANNOUNCE_KEY = b"models"
+
+
+class TrainerError(Exception):
+    """A failure the operator can act on; the CLI prints it and exits 2."""
+
+
+def parse_interval(text: str) -> float:
+    """Seconds in ``90s``, ``30m``, ``2h``, ``1d`` or a bare number of seconds."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", text.lower())
+    if not match or float(match.group(1)) <= 0:
+        raise argparse.ArgumentTypeError(f"interval {text!r}: use e.g. 90s, 30m, 2h or 1d")
+    return float(match.group(1)) * _UNITS.get(match.group(2) or "s", 1.0)
+
+
+def _out(msg: str) -> None:
+    print(msg, flush=True)
+
+
+# ------------------------------------------------------------------- input
+def read_input(settings: Settings, events_file: str | None) -> Iterator[dict[str, Any]]:
+    """The training events: the whole durable event log, or a contract-events file."""
+    if events_file:
+        return _file_events(events_file)
+    from streams.eventlog import EventLogError, log_directories, read_logs
+
+    root = settings.eventlog_path
+    try:
+        if not log_directories(root):
+            raise EventLogError("empty")
+    except EventLogError:
+        raise TrainerError(
+            f"no events yet in {root}: run the worker/demo first (or pass --events FILE)"
+        ) from None
+    return read_logs(root)
+
+
+def _file_events(path: str) -> Iterator[dict[str, Any]]:
+    from agents.producer import read_event_file
+    from streams.events import EventError, validate_event
+
+    rejected: Counter = Counter()
+    try:
+        stream = sys.stdin.buffer if path == "-" else open(path, "rb")  # noqa: SIM115
+    except OSError as exc:
+        raise TrainerError(f"--events {path}: {exc.strerror}") from None
+    with stream:
+        for raw in read_event_file(stream, rejected):
+            try:
+                yield validate_event(raw)  # canonical ts (ISO strings become seconds)
+            except EventError as exc:
+                rejected[exc.field or "event"] += 1
+    if rejected:
+        log.warning("--events %s: skipped %s", path, dict(rejected))
+
+
+# ------------------------------------------------------------------ publish
+def announce(settings: Settings, message: dict[str, Any], timeout: float = 15.0) -> bool:
+    """Send one announcement to ``<prefix>.model-updates``; False when no broker is set."""
+    if not settings.kafka_url:
+        _out("no kafka_url set: not announced (workers pick CURRENT up when they poll or restart)")
+        return False
+    from confluent_kafka import KafkaException, Producer
+
+    from agents.provision import ensure_topics
+
+    try:
+        ensure_topics(settings)
+        errors: list[str] = []
+        producer = Producer({"bootstrap.servers": settings.kafka_bootstrap, "log_level": 3})
+        producer.produce(
+            settings.topics.model_updates.name,
+            key=ANNOUNCE_KEY,
+            value=json.dumps(message).encode(),
+            on_delivery=lambda err, msg: errors.append(str(err)) if err else None,
+        )
+        remaining = producer.flush(timeout)
+    except KafkaException as exc:
+        raise TrainerError(f"announcing on {settings.kafka_url} failed: {exc}") from None
+    if remaining or errors:
+        raise TrainerError(
+            f"announcement not delivered to {settings.kafka_url}: {errors or 'timed out'}"
+        )
+    return True
+
+
+def publish(settings: Settings, trained: Any, source: str) -> VersionInfo:
+    """Write the version in every models root, point CURRENT at it, announce it."""
+    roots = models_roots(settings)
+    info = write_version(roots[0], trained, {"source": source})
+    for root in roots[1:]:
+        copy_version(info, root)
+    for root in roots:
+        set_current(root, info.version)
+    announce(settings, info.announcement("publish"))
+    return info
+
+
+def _progress(info: dict[str, Any]) -> None:
+    stage = info["stage"]
+    if "epoch" in info:
+        text = (
+            f"  {stage:13s} epoch {info['epoch']:>3}/{info['epochs']:<3} "
+            f"loss {info['loss']:.4f}  {info['elapsed']:7.1f}s"
+        )
+    else:
+        text = f"  {stage:13s} {info.get('tokens', '')} tokens  {info['elapsed']:7.1f}s"
+    print(text, file=sys.stderr, flush=True)
+
+
+def train_once(settings: Settings, events_file: str | None, params: TrainingParams) -> VersionInfo:
+    """One training run: read, train, publish. Raises :class:`TrainerError`."""
+    started = time.monotonic()
+    events = list(read_input(settings, events_file))
+    source = events_file or str(settings.eventlog_path)
+    if not events:
+        raise TrainerError(f"no events yet in {source}: run the worker/demo first")
+    _out(f"training on {len(events):,} events from {source}")
+    try:
+        trained = train_version(events, params, progress=_progress)
+    except NotEnoughData as exc:
+        raise TrainerError(f"too few events to train: {exc}") from None
+    info = publish(settings, trained, source)
+    m = trained.metrics
+    _out(
+        f"published {info.version} ({m['vocab']:,} tokens, {m['users']:,} users, "
+        f"{m['items']:,} items) in {time.monotonic() - started:.1f}s: {info.path}"
+    )
+    return info
+
+
+def _has_new_events(settings: Settings, events_file: str | None) -> bool:
+    """Whether the log holds events the current version did not see (cheap check)."""
+    if events_file:
+        return True
+    roots = models_roots(settings)
+    current = current_version(roots[0])
+    versions = {v.version: v for v in list_versions(roots[0])}
+    if current not in versions:
+        return True
+    from streams.eventlog import read_logs
+
+    seen = versions[current].data
+    count = sum(1 for _ in read_logs(settings.eventlog_path))
+    return count != seen.get("events")
+
+
+# ---------------------------------------------------------------- commands
+def _settings(args: argparse.Namespace) -> Settings:
+    settings = Settings.load()
+    data_dir = getattr(args, "data_dir", None)
+    return settings.replace(data_dir=data_dir) if data_dir else settings
+
+
+def _params(args: argparse.Namespace) -> TrainingParams:
+    params = TrainingParams(seed=args.seed)
+    if args.epochs is not None:
+        params.embedding.epochs = args.epochs
+    if args.dim is not None:
+        params.embedding.dim = args.dim
+    return params
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    params = _params(args)
+    try:
+        if args.every is None:
+            train_once(settings, args.events, params)
+            return 0
+        _out(f"training every {args.every:g}s; Ctrl-C to stop")
+        while True:
+            try:
+                if _has_new_events(settings, args.events):
+                    train_once(settings, args.events, params)
+                else:
+                    _out("no new events since the current version; not training")
+            except TrainerError as exc:  # the loop lives on: the log fills up later
+                _out(f"tastestream train: {exc}")
+            time.sleep(args.every)
+    except TrainerError as exc:
+        print(f"tastestream train: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 0
+
+
+def _ts(value: Any) -> str:
+    if value is None:
+        return "-"
+    return time.strftime("%Y-%m-%d %H:%M", time.gmtime(float(value)))
+
+
+def _loss(value: Any) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+def cmd_model_list(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    root = models_roots(settings)[0]
+    versions = list_versions(root)
+    if not versions:
+        _out(f"no model versions in {root}: run `tastestream train --once`")
+        return 0
+    current = current_version(root)
+    _out(
+        f"  {'version':26s} {'created (UTC)':20s} {'data from':16s}  {'data to':16s} "
+        f"{'events':>9s} {'tokens':>7s} {'emb loss':>8s} {'mf loss':>8s}"
+    )
+    for v in versions:
+        m, d = v.metrics, v.data
+        emb, mf = (_loss(m.get(key)) for key in ("embedding_loss", "factorization_loss"))
+        _out(
+            f"{'*' if v.version == current else ' '} {v.version:26s} {v.created_at:20s} "
+            f"{_ts(d.get('first_ts')):16s}  {_ts(d.get('last_ts')):16s} "
+            f"{d.get('events', 0):>9,} {m.get('vocab', 0):>7,} "
+            f"{emb:>8s} {mf:>8s}"
+        )
+    _out(f"* = CURRENT ({root})")
+    return 0
+
+
+def rollback(settings: Settings, to: str | None = None) -> VersionInfo:
+    """Point CURRENT at ``to`` (default: the version before CURRENT) and announce it."""
+    roots = models_roots(settings)
+    versions = [v.version for v in list_versions(roots[0])]
+    current = current_version(roots[0])
+    if to is None:
+        if current not in versions:
+            raise TrainerError("no CURRENT version to roll back from")
+        position = versions.index(current)
+        if position == 0:
+            raise TrainerError(f"{current} is the oldest version; nothing to roll back to")
+        to = versions[position - 1]
+    elif to not in versions:
+        raise TrainerError(f"no version {to!r} in {roots[0]} (see `tastestream model list`)")
+    info = set_current(roots[0], to)
+    for root in roots[1:]:
+        set_current(root, to)
+    announce(settings, info.announcement("rollback"))
+    return info
+
+
+def cmd_model_rollback(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    try:
+        info = rollback(settings, args.to)
+    except TrainerError as exc:
+        print(f"tastestream model rollback: {exc}", file=sys.stderr)
+        return 2
+    _out(f"CURRENT is now {info.version}")
+    return 0
+
+
+def add_parsers(subparsers: Any) -> None:
+    """Add ``train`` and ``model`` to the ``tastestream`` command line."""
+
+    def data_dir(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--data-dir", dest="data_dir", help="event log and models directory")
+
+    p = subparsers.add_parser("train", help="train a model version, publish and announce it")
+    when = p.add_mutually_exclusive_group(required=True)
+    when.add_argument("--once", action="store_true", help="train once and exit")
+    when.add_argument("--every", type=parse_interval, help="train in a loop, e.g. 90s, 30m, 2h, 1d")
+    p.add_argument("--events", default=None, help="JSONL/msgpack events instead of the log")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--epochs", type=int, default=None, help="embedding epochs (default 5)")
+    p.add_argument("--dim", type=int, default=None, help="embedding dimension (default 64)")
+    data_dir(p)
+    p.set_defaults(func=cmd_train)
+
+    p = subparsers.add_parser("model", help="list model versions or roll back")
+    model_sub = p.add_subparsers(dest="model_command", required=True)
+    q = model_sub.add_parser("list", help="versions, data range, metrics, CURRENT")
+    data_dir(q)
+    q.set_defaults(func=cmd_model_list)
+    q = model_sub.add_parser("rollback", help="CURRENT back to the previous version")
+    q.add_argument("--to", default=None, help="this version instead of the previous one")
+    data_dir(q)
+    q.set_defaults(func=cmd_model_rollback)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m agents.trainer ...``: the same commands without the rest of the CLI."""
+    parser = argparse.ArgumentParser(prog="tastestream")
+    add_parsers(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    return args.func(args) or 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
