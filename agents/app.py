@@ -144,9 +144,10 @@ def create_app(settings: Settings) -> TastestreamApp:
 
     # Domain modules register what they own; imported here, not at module
     # import, so building one app never drags in another's side effects.
-    from agents import ingest, state, views
+    from agents import ingest, recommend, state, views
 
     ingest.register(app)
     state.register(app)
     views.register(app)
+    recommend.register(app)
     return app

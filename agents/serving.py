@@ -29,6 +29,7 @@ Examples
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import threading
@@ -77,9 +78,12 @@ class ModelSlots:
     ----------
     canaries
         Tokens per type checked by :meth:`validate` (the most frequent ones).
+    freeze_gc
+        ``gc.freeze()`` after each load (see :meth:`load`).
     """
 
-    def __init__(self, canaries: int = 3) -> None:
+    def __init__(self, canaries: int = 3, freeze_gc: bool = True) -> None:
+        self.freeze_gc = freeze_gc
         self._slots: tuple[LoadedModel | None, LoadedModel | None] = (None, None)
         self.canaries = canaries
         self.swaps = 0
@@ -144,9 +148,25 @@ class ModelSlots:
                     )
 
     def load(self, path: str | Path, expected_checksum: str | None = None) -> LoadedModel:
-        """Load and validate a version (blocking: run it in a thread)."""
-        model = load_version(path, verify=True, expected_checksum=expected_checksum)
-        self.validate(model)
+        """Load and validate a version (blocking: run it in a thread).
+
+        Why the gc calls: a load allocates tens of thousands of objects, which
+        sets off full cyclic collections; each holds the GIL for as long as
+        the whole heap takes to walk (~100 ms in a busy process), stalling the
+        event loop that serves requests. Collection is paused during the load
+        and the loaded model is then frozen out of the collector's sight
+        (``gc.freeze``); refcounting still frees it when it is dropped.
+        """
+        was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            model = load_version(path, verify=True, expected_checksum=expected_checksum)
+            self.validate(model)
+        finally:
+            if self.freeze_gc:
+                gc.freeze()
+            if was_enabled:
+                gc.enable()
         return model
 
     def release_previous(self) -> None:

@@ -15,10 +15,11 @@ Examples
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +64,8 @@ class Settings:
     recs_k: int = 20
     recs_ttl_seconds: int = 3600
     recs_refresh_seconds: float = 0.2
+    #: surface -> {source: weight}; merged over models.surfaces.DEFAULT_SURFACES.
+    surfaces: dict = field(default_factory=dict)
     # -- durable event log --
     log_segment_bytes: int = 64 * 1024 * 1024
     log_fsync: str = "interval"
@@ -145,8 +148,13 @@ class Settings:
 
 
 def _coerce(name: str, kind: Any, value: Any) -> Any:
-    kind = {"int": int, "float": float, "str": str, "bool": bool}.get(kind, kind)
+    kind = {"int": int, "float": float, "str": str, "bool": bool, "dict": dict}.get(kind, kind)
     try:
+        if kind is dict:
+            value = json.loads(value) if isinstance(value, str) else value
+            if not isinstance(value, dict):
+                raise ValueError(value)
+            return value
         if kind is bool and isinstance(value, str):
             if value.lower() not in ("1", "0", "true", "false", "yes", "no"):
                 raise ValueError(value)

@@ -72,7 +72,9 @@ def settings(stack: Stack, tmp_path: Path) -> Settings:
 def settings_env(settings: Settings) -> dict[str, str]:
     env = dict(os.environ)
     for name, value in vars(settings).items():
-        env["TASTESTREAM_" + name.upper()] = str(value)
+        env["TASTESTREAM_" + name.upper()] = (
+            json.dumps(value) if isinstance(value, dict) else str(value)
+        )
     env["TASTESTREAM_LOG_LEVEL"] = "warning"
     env["PYTHONPATH"] = str(REPO)
     return env
