@@ -9,15 +9,18 @@ web views of every domain module.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
-from collections.abc import Mapping
+import weakref
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import faust
 import msgpack
 from faust.serializers import codecs
+from faust.streams import _current_event
 from faust.transport.drivers import aiokafka as faust_aiokafka
-from faust.types import TP
+from faust.types import TP, EventT
 
 from agents.metrics import Metrics
 from agents.offsets import true_end_offsets
@@ -65,6 +68,25 @@ class UserTable(faust.Table):
 
     def _serializer_from_type(self, typ: Any) -> str:
         return KEY_CODEC if typ is str else TABLE_CODEC
+
+
+@contextlib.contextmanager
+def source_event(event: EventT | None) -> Iterator[None]:
+    """Make ``event`` Faust's current event while a table is written.
+
+    Agents write tables once per key per batch, after the batch's messages
+    were taken; Faust's RocksDB store files each write under the current
+    event's partition. The event given is a message of the key's own
+    partition (the key arrived on it), so the write lands where it belongs.
+    """
+    if event is None:
+        yield
+        return
+    token = _current_event.set(weakref.ref(event))
+    try:
+        yield
+    finally:
+        _current_event.reset(token)
 
 
 def user_table(app: faust.App, name: str, partitions: int) -> UserTable:
@@ -144,10 +166,11 @@ def create_app(settings: Settings) -> TastestreamApp:
 
     # Domain modules register what they own; imported here, not at module
     # import, so building one app never drags in another's side effects.
-    from agents import ingest, recommend, state, views
+    from agents import ingest, recommend, serving, state, views
 
     ingest.register(app)
     state.register(app)
+    serving.register(app)
     views.register(app)
     recommend.register(app)
     return app

@@ -6,6 +6,8 @@
     tastestream produce    send JSONL / msgpack events from a file or stdin
     tastestream simulate   a synthetic clickstream, to the topic or to a JSONL file
     tastestream import     convert a CSV log into contract events
+    tastestream train      train a model version (--once | --every 30m), publish and announce it
+    tastestream model      list model versions, or roll CURRENT back
 
 Settings come from deploy/tastestream.toml and ``TASTESTREAM_*`` variables.
 """
@@ -230,10 +232,10 @@ def wait_http(url: str, timeout: float, proc: subprocess.Popen | None = None) ->
     raise StackError(f"{url} did not answer within {timeout:.0f} s ({last})")
 
 
-def spawn_worker(
-    settings: Settings, log_path: Path, env: dict[str, str] | None = None
+def spawn_role(
+    settings: Settings, argv: list[str], log_path: Path, env: dict[str, str] | None = None
 ) -> subprocess.Popen:
-    """A worker process that dies with us (PR_SET_PDEATHSIG), logging to ``log_path``."""
+    """``tastestream ARGV`` as a child that dies with us (PR_SET_PDEATHSIG), logging to a file."""
     from agents.stack import _die_with_parent
 
     child_env = dict(os.environ)
@@ -250,7 +252,7 @@ def spawn_worker(
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log_file:
         return subprocess.Popen(
-            [sys.executable, "-m", "agents.cli", "worker"],
+            [sys.executable, "-m", "agents.cli", *argv],
             env=child_env,
             stdout=log_file,
             stderr=subprocess.STDOUT,
@@ -276,12 +278,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     settings = _settings(args)
     signal.signal(signal.SIGTERM, _raise_stop)
     stack = start_stack(settings.kafka_url, settings.redis_url, settings.data_path / "stack")
-    worker = None
+    worker = trainer = None
     try:
         settings = settings.replace(kafka_url=stack.kafka_url, redis_url=stack.redis_url)
         ensure_topics(settings)
-        worker_log = settings.data_path / "logs" / "worker.log"
-        worker = spawn_worker(settings, worker_log)
+        logs = settings.data_path / "logs"
+        worker_log = logs / "worker.log"
+        worker = spawn_role(settings, ["worker"], worker_log)
         base = f"http://{settings.web_host}:{settings.web_port}"
         try:
             wait_http(base + "/health", timeout=90, proc=worker)
@@ -293,6 +296,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
         _print(f"tastestream demo running: kafka {settings.kafka_url}  redis {settings.redis_url}")
         _print(f"HTTP API: {base}  (try {base}/users/u1/history, {base}/metrics)")
         _print(f"worker log: {worker_log}")
+        if args.train_every:
+            trainer = spawn_role(
+                settings, ["train", "--every", args.train_every], logs / "trainer.log"
+            )
+            _print(f"trainer: every {args.train_every} (log: {logs / 'trainer.log'})")
         _print(
             f"simulated clickstream: {args.users} users, {args.items} items, "
             f"{args.rate:.0f} events/s. Ctrl-C to stop."
@@ -304,8 +312,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
         _print("stopping ...")
         return 0
     finally:
-        if worker is not None:
-            stop_process(worker)
+        for child in (trainer, worker):
+            if child is not None:
+                stop_process(child)
         stack.stop()
 
 
@@ -377,6 +386,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = common(sub.add_parser("demo", help="the whole stack with a simulated clickstream"))
     simulation(p, rate=200.0)
+    p.add_argument(
+        "--train-every",
+        dest="train_every",
+        default="2m",
+        help="retrain and publish a model this often (e.g. 90s, 2m; '' to turn off)",
+    )
     p.set_defaults(func=cmd_demo)
 
     p = common(sub.add_parser("worker", help="run the Faust worker"))
@@ -405,6 +420,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ts-unit", dest="ts_unit", default="auto", choices=["auto", "s", "ms", "iso"])
     p.add_argument("--out", default=None, help="JSONL file; default: send to the events topic")
     p.set_defaults(func=cmd_import)
+
+    from agents import trainer
+
+    trainer.add_parsers(sub)
     return parser
 
 

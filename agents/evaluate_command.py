@@ -56,25 +56,16 @@ def load_events(path: str, rejected: Counter[str]) -> list[dict[str, Any]]:
     return events
 
 
-def _models(text: str) -> tuple[str, ...]:
-    from models.offline_evaluation import KNOWN_MODELS
-
-    names = tuple(name.strip() for name in text.split(",") if name.strip())
-    unknown = [name for name in names if name not in KNOWN_MODELS]
-    if unknown or not names:
-        raise argparse.ArgumentTypeError(
-            f"unknown model(s) {', '.join(unknown) or '(none given)'}; "
-            f"choose from {', '.join(KNOWN_MODELS)}"
-        )
-    return names
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(name.strip() for name in text.split(",") if name.strip())
 
 
 def add_parser(subparsers: Any) -> None:
-    """Register the ``evaluate`` verb on ``subparsers`` (from ``add_subparsers``)."""
-    from models.offline_evaluation import DEFAULT_MODELS
-    from models.token_embedding import BACKENDS, EmbeddingParams
+    """Register the ``evaluate`` verb on ``subparsers`` (from ``add_subparsers``).
 
-    defaults = EmbeddingParams()
+    Imports nothing heavy: every other verb's start-up stays as fast as before.
+    Defaults left as ``None`` are :class:`models.token_embedding.EmbeddingParams`'.
+    """
     p = subparsers.add_parser(
         "evaluate", help="offline hit rate / AUC of every candidate generator on an event file"
     )
@@ -86,15 +77,14 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--out", default=None, help="write the Markdown here and the JSON beside it")
     p.add_argument(
         "--models",
-        type=_models,
-        default=DEFAULT_MODELS,
-        help=f"comma-separated, default {','.join(DEFAULT_MODELS)} (also: warp)",
+        type=_names,
+        default=None,
+        help="comma-separated; default regularised,embedding,item2vec,bpr,cooccurrence,"
+        "popularity (also: warp)",
     )
-    p.add_argument(
-        "--backend", choices=BACKENDS, default=defaults.backend, help="embedding trainer"
-    )
-    p.add_argument("--dim", type=int, default=defaults.dim)
-    p.add_argument("--epochs", type=int, default=defaults.epochs, help="embedding epochs")
+    p.add_argument("--backend", default=None, help="embedding trainer: gensim (default) or numpy")
+    p.add_argument("--dim", type=int, default=None, help="embedding dimension")
+    p.add_argument("--epochs", type=int, default=None, help="embedding epochs")
     p.add_argument("--cooc-k", dest="cooc_k", type=int, default=3, help="regularisation followers")
     p.add_argument(
         "--max-seeds",
@@ -109,12 +99,25 @@ def add_parser(subparsers: Any) -> None:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """Run the evaluation; 0 on success, 2 when the input cannot be evaluated."""
-    from models.offline_evaluation import evaluate_models, report_text
-    from models.token_embedding import EmbeddingParams
+    from models.offline_evaluation import DEFAULT_MODELS, KNOWN_MODELS, evaluate_models, report_text
+    from models.token_embedding import BACKENDS, EmbeddingParams
 
     def say(message: str) -> None:
         print(message, file=sys.stderr, flush=True)
 
+    models = args.models or DEFAULT_MODELS
+    unknown = [name for name in models if name not in KNOWN_MODELS]
+    if unknown:
+        say(
+            f"tastestream evaluate: unknown model(s) {', '.join(unknown)}; "
+            f"choose from {', '.join(KNOWN_MODELS)}"
+        )
+        return 2
+    defaults = EmbeddingParams()
+    backend = args.backend or defaults.backend
+    if backend not in BACKENDS:
+        say(f"tastestream evaluate: --backend must be one of {', '.join(BACKENDS)}")
+        return 2
     rejected: Counter[str] = Counter()
     try:
         events = load_events(args.events, rejected)
@@ -124,18 +127,18 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     accepted = len(events)
     say(f"read {accepted:,} valid events, rejected {sum(rejected.values()):,} {dict(rejected)}")
     params = EmbeddingParams(
-        dim=args.dim,
-        epochs=args.epochs,
+        dim=args.dim or defaults.dim,
+        epochs=args.epochs or defaults.epochs,
         cooc_k=args.cooc_k,
         seed=args.seed,
-        backend=args.backend,
+        backend=backend,
     )
     try:
         result = evaluate_models(
             events,
             test_hours=args.test_hours,
             k=args.k,
-            models=args.models,
+            models=models,
             embedding_params=params,
             cooc_k=args.cooc_k,
             max_seeds=args.max_seeds,
@@ -144,6 +147,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         )
     except ValueError as exc:
         say(f"tastestream evaluate: {exc}")
+        return 2
+    except ImportError as exc:  # the gensim backend without gensim installed
+        say(f"tastestream evaluate: {exc}; install it or pass --backend numpy")
         return 2
     result["input"] = {"path": args.events, "accepted": accepted, "rejected": dict(rejected)}
     markdown = report_text(result)

@@ -25,7 +25,7 @@ from typing import Any
 
 from faust.types import EventT
 
-from agents.app import TastestreamApp, user_table
+from agents.app import TastestreamApp, source_event, user_table
 from agents.history import append_events, new_history
 from agents.metrics import Metrics
 from streams.codecs import DecodeError, decode_payload, dumps_json, encode_event, encode_events
@@ -51,6 +51,8 @@ class DecodedBatch:
     """What one batch of messages turned into, before any state is touched."""
 
     by_user: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    #: user -> index of a message (of the user's own partition) their events came in
+    origin: dict[str, int] = field(default_factory=dict)
     forwards: dict[int, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
     rejections: list[tuple[Rejection, dict[str, Any]]] = field(default_factory=list)
     items: int = 0
@@ -68,7 +70,7 @@ def decode_messages(
 ) -> DecodedBatch:
     """Decode and validate (key, value, source, partition) messages; pure, no I/O."""
     out = DecodedBatch()
-    for key, value, source, partition in messages:
+    for position, (key, value, source, partition) in enumerate(messages):
         try:
             payload = decode_payload(value)
         except DecodeError as exc:
@@ -91,6 +93,7 @@ def decode_messages(
                 out.forwards[owner].append(event)
             else:
                 out.by_user.setdefault(user, []).append(event)
+                out.origin[user] = position
     return out
 
 
@@ -179,12 +182,15 @@ class Ingest:
                 key=events[0]["user_id"].encode(), value=encode_events(events), partition=partition
             )
             self.metrics.inc("tastestream_events_forwarded_total", len(events))
-        accepted = self.apply(decoded.by_user)
+        origins = {user: batch[i] for user, i in decoded.origin.items()}
+        accepted = self.apply(decoded.by_user, origins)
         if accepted:
             self.eventlog.append(accepted)
             await self.app.streaming_state.publish_accepted(accepted)
 
-    def apply(self, by_user: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    def apply(
+        self, by_user: dict[str, list[dict[str, Any]]], origins: dict[str, EventT] | None = None
+    ) -> list[dict[str, Any]]:
         """Append each user's events to their history once; return the new ones."""
         settings = self.settings
         history = self.history
@@ -200,7 +206,8 @@ class Ingest:
             )
             duplicates += len(events) - len(fresh)
             if fresh:
-                history[user] = state
+                with source_event(origins.get(user) if origins else None):
+                    history[user] = state
                 accepted.extend(fresh)
         self.metrics.inc("tastestream_events_accepted_total", len(accepted))
         if duplicates:

@@ -233,8 +233,13 @@ def register(app: TastestreamApp) -> Recommender:
     app.recommender = recommender
     settings = app.settings
     topics = settings.topics
-    raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw",
-           "value_serializer": "raw", "partitions": settings.partitions}
+    raw = {
+        "key_type": bytes,
+        "value_type": bytes,
+        "key_serializer": "raw",
+        "value_serializer": "raw",
+        "partitions": settings.partitions,
+    }
     requests_topic = app.topic(topics.recommendation_requests.name, **raw)
     answers_topic = app.topic(topics.recommendations.name, **raw)
     dead_letter = app.ingest.dead_letter_topic
@@ -246,8 +251,11 @@ def register(app: TastestreamApp) -> Recommender:
             try:
                 request = parse_request(decode_payload(msg.value).items[0])
                 body = await recommender.recommend(
-                    request["user_id"], request["surface"], request["k"],
-                    request["exclude"], request["item_id"],
+                    request["user_id"],
+                    request["surface"],
+                    request["k"],
+                    request["exclude"],
+                    request["item_id"],
                 )
                 body["request_id"] = request["request_id"]
             except Exception as exc:
@@ -260,12 +268,20 @@ def register(app: TastestreamApp) -> Recommender:
                         body["user_id"] = first.get("user_id")
                 except Exception:
                     pass
-                await dead_letter.send(key=msg.key, value=dumps_json({
-                    "reason": f"recommendation request: {reason}",
-                    "source": {"topic": msg.topic, "partition": msg.partition,
-                               "offset": msg.offset},
-                    "original": msg.value.decode(errors="replace") if msg.value else None,
-                }))
+                await dead_letter.send(
+                    key=msg.key,
+                    value=dumps_json(
+                        {
+                            "reason": f"recommendation request: {reason}",
+                            "source": {
+                                "topic": msg.topic,
+                                "partition": msg.partition,
+                                "offset": msg.offset,
+                            },
+                            "original": msg.value.decode(errors="replace") if msg.value else None,
+                        }
+                    ),
+                )
             await answers_topic.send(key=msg.key, value=dumps_json(body))
             app.metrics.inc("tastestream_recommendation_requests_total")
 

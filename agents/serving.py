@@ -340,6 +340,11 @@ class ModelServer:
     def live_version(self) -> str | None:
         return self.slots.live_version
 
+    @property
+    def live_model(self) -> LoadedModel | None:
+        """The live version (``.index``, ``.factorization``, ``.version``) or None."""
+        return self.slots.live
+
     def similar(
         self, item_id: str, from_type: str, to_type: str, k: int = 10
     ) -> list[dict[str, Any]] | None:

@@ -66,6 +66,9 @@ class Settings:
     recs_refresh_seconds: float = 0.2
     #: surface -> {source: weight}; merged over models.surfaces.DEFAULT_SURFACES.
     surfaces: dict = field(default_factory=dict)
+    # -- models --
+    model_publish_dirs: str = ""
+    model_poll_seconds: float = 30.0
     # -- durable event log --
     log_segment_bytes: int = 64 * 1024 * 1024
     log_fsync: str = "interval"

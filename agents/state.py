@@ -26,13 +26,14 @@ of the whole stream's.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from typing import Any, Generic, TypeVar
 
-from agents.app import TastestreamApp, user_table
+from agents.app import TastestreamApp, source_event, user_table
 from models.bandit import UserBandit
 from models.catalogue import ItemCatalogue
 from models.cooccurrence import SessionWindow, TokenNeighbours
@@ -58,43 +59,121 @@ def split_token_key(key: str) -> tuple[str, str]:
     return item_id, etype
 
 
-class CachedTable(Generic[T]):
-    """Live objects in front of a Faust table that holds their ``to_state()``."""
+class SeenEvents:
+    """The last ``capacity`` event ids applied to one key, as 8-byte digests.
 
-    def __init__(self, table: Any, new: Callable[[], T], load: Callable[[Any], T]) -> None:
+    At-least-once delivery redelivers what was in flight at a crash; an event
+    already applied to a key changes it no more. 128 ids cost 1 KiB per key.
+    """
+
+    __slots__ = ("capacity", "order", "seen")
+
+    def __init__(self, capacity: int = 128, packed: bytes = b"") -> None:
+        self.capacity = capacity
+        self.order = [packed[i : i + 8] for i in range(0, len(packed), 8)]
+        self.seen = set(self.order)
+
+    @staticmethod
+    def digest(event_id: str) -> bytes:
+        return hashlib.blake2b(event_id.encode(), digest_size=8).digest()
+
+    def admit(self, event_id: str) -> bool:
+        """True (and remembered) the first time ``event_id`` is offered."""
+        digest = self.digest(event_id)
+        if digest in self.seen:
+            return False
+        self.seen.add(digest)
+        self.order.append(digest)
+        if len(self.order) > self.capacity:
+            self.seen.discard(self.order.pop(0))
+        return True
+
+    def to_state(self) -> bytes:
+        return b"".join(self.order)
+
+
+class AppliedOffset:
+    """The last offset of a key's own partition applied to it (keys never change partition)."""
+
+    __slots__ = ("offset",)
+
+    def __init__(self, offset: int = -1) -> None:
+        self.offset = offset
+
+    def admit(self, offset: int) -> bool:
+        if offset <= self.offset:
+            return False
+        self.offset = offset
+        return True
+
+    def to_state(self) -> int:
+        return self.offset
+
+
+class CachedTable(Generic[T]):
+    """Live objects in front of a Faust table, with a redelivery guard per key.
+
+    The table holds ``[obj.to_state(), guard.to_state()]``; the guard
+    (:class:`SeenEvents` or :class:`AppliedOffset`) makes applying the same
+    input twice a no-op, so at-least-once delivery counts nothing twice.
+    """
+
+    def __init__(
+        self,
+        table: Any,
+        new: Callable[[], T],
+        load: Callable[[Any], T],
+        guard: Callable[[Any], Any] = SeenEvents,
+    ) -> None:
         self.table = table
         self.new = new
         self.load = load
-        self.live: dict[str, T] = {}
+        self.guard = guard
+        self.live: dict[str, tuple[T, Any]] = {}
+
+    def entry(self, key: str, create: bool = True) -> tuple[T, Any] | None:
+        found = self.live.get(key)
+        if found is None:
+            stored = self.table.get(key)
+            if stored is not None:
+                found = (self.load(stored[0]), self.guard(stored[1]))
+            elif create:
+                found = (self.new(), self.guard())
+            else:
+                return None
+            self.live[key] = found
+        return found
 
     def get(self, key: str) -> T | None:
-        obj = self.live.get(key)
-        if obj is None:
-            state = self.table.get(key)
-            if state is None:
-                return None
-            obj = self.live[key] = self.load(state)
-        return obj
+        found = self.entry(key, create=False)
+        return found[0] if found is not None else None
 
-    def get_or_new(self, key: str) -> T:
-        obj = self.get(key)
-        if obj is None:
-            obj = self.live[key] = self.new()
-        return obj
-
-    def put(self, key: str, obj: T) -> None:
-        self.live[key] = obj
-        self.table[key] = obj.to_state()  # type: ignore[attr-defined]
+    def put(self, key: str, entry: tuple[T, Any], origin: Any = None) -> None:
+        """Store ``entry``; ``origin`` is a Faust event of the key's partition (for RocksDB)."""
+        obj, guard = entry
+        self.live[key] = entry
+        with source_event(origin):
+            self.table[key] = [obj.to_state(), guard.to_state()]  # type: ignore[attr-defined]
 
     def clear(self) -> None:
         self.live.clear()
 
 
-def group_by(events: Iterable[dict[str, Any]], key: str) -> dict[str, list[dict[str, Any]]]:
-    grouped: dict[str, list[dict[str, Any]]] = {}
-    for event in events:
-        grouped.setdefault(event[key], []).append(event)
+Origin = Any  # a Faust EventT: the message an item arrived in
+
+
+def group_by(
+    items: Iterable[tuple[Any, Origin]], key: Callable[[Any], str]
+) -> dict[str, list[tuple[Any, Origin]]]:
+    """(item, origin) pairs grouped by the item's key, in arrival order."""
+    grouped: dict[str, list[tuple[Any, Origin]]] = {}
+    for pair in items:
+        grouped.setdefault(key(pair[0]), []).append(pair)
     return grouped
+
+
+def _user(event: dict[str, Any]) -> str:
+    return event["user_id"]
 
 
 class StreamingState:
@@ -142,6 +221,7 @@ class StreamingState:
             user_table(app, "token-neighbours", partitions),
             lambda: TokenNeighbours(capacity, half_life),
             lambda s: TokenNeighbours.from_state(s, capacity, half_life),
+            guard=AppliedOffset,
         )
         self.catalogue = ItemCatalogue()
         self.popularity = Popularity(half_life=settings.popularity_half_life_seconds)
@@ -186,15 +266,23 @@ class StreamingState:
         self.catalogue, self.popularity = catalogue, popularity
 
     # -- the three agents' bodies ---------------------------------------------
-    async def update_trajectories(self, events: list[dict[str, Any]]) -> None:
+    async def update_trajectories(self, items: list[tuple[dict[str, Any], Origin]]) -> None:
         pairs_by_partition: dict[int, list[list[Any]]] = defaultdict(list)
         partitions = self.settings.partitions
-        for user, user_events in group_by(events, "user_id").items():
-            trajectory = self.trajectories.get_or_new(user)
-            trajectory.update_many(user_events)
-            self.trajectories.put(user, trajectory)
-            window = self.windows.get_or_new(user)
-            for event in user_events:
+        fresh_events: list[dict[str, Any]] = []
+        for user, pairs in group_by(items, _user).items():
+            entry = self.trajectories.entry(user)
+            trajectory, seen = entry
+            events = [e for e, _ in pairs if seen.admit(e["event_id"])]
+            if not events:
+                continue
+            origin = pairs[0][1]
+            fresh_events += events
+            trajectory.update_many(events)
+            # The session window rides on the trajectory's guard: same events, same agent.
+            window_entry = self.windows.entry(user)
+            window = window_entry[0]
+            for event in events:
                 if event["type"] == "impression":
                     continue
                 q_key = token_key(event["item_id"], event["type"])
@@ -208,34 +296,46 @@ class StreamingState:
                     pairs_by_partition[partition_for(p_key, partitions)].append(
                         [p_key, q_key, weight, ts]
                     )
-            self.windows.put(user, window)
-        self.catalogue.update_many(events)
-        self.popularity.update_many(events)
+            self.trajectories.put(user, entry, origin)
+            self.windows.put(user, window_entry, origin)
+        if not fresh_events:
+            return
+        self.catalogue.update_many(fresh_events)
+        self.popularity.update_many(fresh_events)
         for partition, records in pairs_by_partition.items():
             await self.pairs_topic.send(
                 key=records[0][0].encode(), value=encode_events(records), partition=partition
             )
-        self.mark_dirty({e["user_id"] for e in events})
+        self.mark_dirty({e["user_id"] for e in fresh_events})
 
-    def update_bandits(self, events: list[dict[str, Any]]) -> None:
-        for user, user_events in group_by(events, "user_id").items():
-            bandit = self.bandits.get_or_new(user)
-            bandit.update_many(user_events)
-            self.bandits.put(user, bandit)
-        self.mark_dirty({e["user_id"] for e in events})
+    def update_bandits(self, items: list[tuple[dict[str, Any], Origin]]) -> None:
+        changed = set()
+        for user, pairs in group_by(items, _user).items():
+            entry = self.bandits.entry(user)
+            bandit, seen = entry
+            events = [e for e, _ in pairs if seen.admit(e["event_id"])]
+            if events:
+                bandit.update_many(events)
+                self.bandits.put(user, entry, pairs[0][1])
+                changed.add(user)
+        self.mark_dirty(changed)
 
-    def update_cooccurrence(self, records: list[list[Any]]) -> None:
-        by_source: dict[str, list[list[Any]]] = {}
-        for record in records:
-            by_source.setdefault(record[0], []).append(record)
-        for p_key, p_records in by_source.items():
-            neighbours = self.neighbours.get_or_new(p_key)
-            for _, q_key, weight, ts in p_records:
+    def update_cooccurrence(self, items: list[tuple[list[Any], Origin]]) -> None:
+        for p_key, pairs in group_by(items, _source_token).items():
+            entry = self.neighbours.entry(p_key)
+            neighbours, applied = entry
+            last = applied.offset
+            for (_, q_key, weight, ts), origin in pairs:
+                # Records of one message share its offset: skip whole redelivered messages.
+                if origin.message.offset <= last:
+                    continue
                 if q_key is None:
                     neighbours.add_total(weight, ts)
                 else:
                     neighbours.add(split_token_key(q_key), weight, ts)
-            self.neighbours.put(p_key, neighbours)
+            newest = max(origin.message.offset for _, origin in pairs)
+            if applied.admit(newest):
+                self.neighbours.put(p_key, entry, pairs[0][1])
 
     def mark_dirty(self, users: set[str]) -> None:
         self.dirty_users |= users
@@ -245,11 +345,16 @@ class StreamingState:
         return users
 
 
-def _decode_batches(batch: Iterable[Any]) -> list[Any]:
-    out: list[Any] = []
+def _source_token(record: list[Any]) -> str:
+    return record[0]
+
+
+def _decode_batches(batch: Iterable[Any]) -> list[tuple[Any, Origin]]:
+    """(item, the message it came in) for every item of a batch of internal messages."""
+    out: list[tuple[Any, Origin]] = []
     for event in batch:
         # Internal topics carry only what our own agents wrote: msgpack arrays.
-        out.extend(decode_payload(event.message.value).items)
+        out.extend((item, event) for item in decode_payload(event.message.value).items)
     return out
 
 

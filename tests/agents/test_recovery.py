@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
+import pytest
 from conftest import http, wait_until
 
 from agents.producer import EventProducer
@@ -32,6 +33,19 @@ def snapshot(worker, n_users: int, tag: str) -> dict[str, list[str]]:
     }
 
 
+def settled(read, pause: float = 1.0, timeout: float = 30.0):
+    """``read()`` once two readings ``pause`` apart agree (the agents have caught up)."""
+    previous = read()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        time.sleep(pause)
+        current = read()
+        if current == previous:
+            return current
+        previous = current
+    raise AssertionError("state kept changing")
+
+
 def state_snapshot(worker, n_users: int, tag: str, at: float) -> dict[str, dict]:
     out = {}
     for u in range(n_users):
@@ -43,7 +57,9 @@ def state_snapshot(worker, n_users: int, tag: str, at: float) -> dict[str, dict]
     return out
 
 
-def test_killed_worker_restores_every_history_exactly(settings, worker_factory):
+@pytest.mark.parametrize("store", ["memory://", "rocksdb://"])
+def test_killed_worker_restores_every_history_exactly(store, settings, worker_factory):
+    settings = settings.replace(table_store=store)
     worker = worker_factory(settings)
     n_users, per_user = 40, 30
     producer = EventProducer(settings, batch_size=250)  # big batches: Tansu's end-offset trap
@@ -56,12 +72,14 @@ def test_killed_worker_restores_every_history_exactly(settings, worker_factory):
     before = snapshot(worker, n_users, "r")
     assert all(len(ids) == per_user for ids in before.values())
     at = time.time()
-    state_before = wait_until(
-        lambda: (
-            lambda s: s if all(v["state"] and v["similar"]["items"] for v in s.values()) else None
-        )(state_snapshot(worker, n_users, "r", at)),
+    wait_until(
+        lambda: all(
+            v["state"] and v["similar"]["items"]
+            for v in state_snapshot(worker, n_users, "r", at).values()
+        ),
         what="trajectories, bandits and co-occurrence to catch up",
     )
+    state_before = settled(lambda: state_snapshot(worker, n_users, "r", at))
 
     worker.kill()
     restarted = worker_factory(settings)
