@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -22,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import confluent_kafka
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
@@ -223,3 +225,19 @@ def consume_all(bootstrap: str, topic: str, expect: int, timeout: float = 20.0) 
     finally:
         consumer.close()
     return out
+
+
+@pytest.fixture(scope="session")
+def kcat(tmp_path_factory) -> tuple[str, dict]:
+    """Debian's kcat, linked against the librdkafka that the confluent-kafka wheel carries.
+
+    Debian's own librdkafka 2.0 cannot parse Tansu's ApiVersions reply.
+    """
+    binary = shutil.which("kcat")
+    assert binary, "kcat is not installed: the test command installs it (apt-get install kcat)"
+    libs = Path(confluent_kafka.__file__).resolve().parent.parent / "confluent_kafka.libs"
+    wheel_lib = next(libs.glob("librdkafka-*.so.1"))
+    shim = tmp_path_factory.mktemp("kcat-lib")
+    (shim / "librdkafka.so.1").symlink_to(wheel_lib)
+    env = dict(os.environ, LD_LIBRARY_PATH=str(shim))
+    return binary, env

@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 import uuid
-from pathlib import Path
 
-import confluent_kafka
 import msgpack
 import pytest
 from confluent_kafka import Producer
@@ -136,22 +132,6 @@ def test_bad_input_goes_to_dead_letter_and_the_stream_goes_on(shared):
     batch_record = by_offset[5]
     assert batch_record["index"] == 1 and batch_record["field"] == "ts"
     assert msgpack.unpackb(original_bytes(batch_record)) == mixed[1]
-
-
-@pytest.fixture(scope="module")
-def kcat(tmp_path_factory) -> tuple[str, dict]:
-    """Debian's kcat, linked against the librdkafka that the confluent-kafka wheel carries.
-
-    Debian's own librdkafka 2.0 cannot parse Tansu's ApiVersions reply.
-    """
-    binary = shutil.which("kcat")
-    assert binary, "kcat is not installed: the test command installs it (apt-get install kcat)"
-    libs = Path(confluent_kafka.__file__).resolve().parent.parent / "confluent_kafka.libs"
-    wheel_lib = next(libs.glob("librdkafka-*.so.1"))
-    shim = tmp_path_factory.mktemp("kcat-lib")
-    (shim / "librdkafka.so.1").symlink_to(wheel_lib)
-    env = dict(os.environ, LD_LIBRARY_PATH=str(shim))
-    return binary, env
 
 
 def test_events_from_kcat_arrive(shared, kcat):

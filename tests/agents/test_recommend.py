@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 import uuid
 
@@ -168,3 +169,68 @@ def test_request_topic_round_trip(shared, catalogue):
     assert by_id["r1"]["user_id"] == user and 0 < len(by_id["r1"]["items"]) <= 5
     assert {"item_id", "score", "sources", "reason"} <= set(by_id["r1"]["items"][0])
     assert "unknown surface" in by_id["r2"]["error"]
+
+
+def test_kcat_reads_answers_to_requests_it_sent(shared, catalogue, kcat):
+    """A consumer in any language: kcat sends a request and reads the answer."""
+    binary, env = kcat
+    tag, items = catalogue
+    settings = shared.settings
+    user = f"{tag}-kcat"
+    send(settings, [ev(user, items["A"], "click", time.time())])
+    wait_until(lambda: recs(shared, user)[1]["items"], what="the user's state")
+    request = json.dumps({"request_id": "k1", "user_id": user, "surface": "home", "k": 3})
+    bootstrap = settings.kafka_bootstrap
+    subprocess.run(
+        [binary, "-P", "-b", bootstrap, "-t", settings.topics.recommendation_requests.name,
+         "-K", "\t", "-X", "topic.partitioner=murmur2_random"],
+        input=f"{user}\t{request}\n".encode(), env=env, check=True, timeout=30,
+    )  # fmt: skip
+    answer = wait_until(
+        lambda: next(
+            (
+                json.loads(line)
+                for line in subprocess.run(
+                    [binary, "-C", "-b", bootstrap, "-t", settings.topics.recommendations.name,
+                     "-o", "beginning", "-e", "-q"],
+                    env=env, capture_output=True, timeout=30,
+                ).stdout.decode().splitlines()
+                if '"k1"' in line
+            ),
+            None,
+        ),
+        what="kcat to read the answer",
+    )  # fmt: skip
+    assert answer["user_id"] == user and 0 < len(answer["items"]) <= 3
+
+
+def test_a_new_cart_add_changes_the_home_list(shared, catalogue):
+    """Freshness, as behaviour: the user's next list reflects their cart-add (bound: 10 s)."""
+    tag, items = catalogue
+    user = f"{tag}-fresh"
+    send(shared.settings, [ev(user, items["C"], "view", time.time())])
+    wait_until(lambda: recs(shared, user)[0] == 200 and user_state_known(shared, user),
+               what="the user's first state")  # fmt: skip
+    before = [i["item_id"] for i in recs(shared, user)[1]["items"]]
+    sent = time.time()
+    send(
+        shared.settings,
+        [ev(user, items["A"], "click", sent), ev(user, items["F"], "cart", sent + 1)],
+    )
+    client = redis.Redis.from_url(shared.settings.redis_url)
+    key = f"{shared.settings.topic_prefix}:recs:home:{user}"
+
+    def changed() -> bool:
+        body = recs(shared, user)[1]
+        cached = client.get(key)
+        return (
+            [i["item_id"] for i in body["items"]] != before
+            and cached is not None
+            and json.loads(cached)["computed_at"] >= sent
+        )
+
+    wait_until(changed, timeout=10, interval=0.05, what="the home list to change")
+
+
+def user_state_known(worker, user: str) -> bool:
+    return http("GET", f"{worker.url}/users/{user}/state")[0] == 200
