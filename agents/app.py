@@ -70,6 +70,19 @@ class UserTable(faust.Table):
         return KEY_CODEC if typ is str else TABLE_CODEC
 
 
+def bytes_topic(app: faust.App, name: str, partitions: int, internal: bool = False) -> Any:
+    """A topic of raw bytes: our codecs (JSON or msgpack, event or batch) do the decoding."""
+    return app.topic(
+        name,
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=partitions,
+        internal=internal,
+    )
+
+
 @contextlib.contextmanager
 def source_event(event: EventT | None) -> Iterator[None]:
     """Make ``event`` Faust's current event while a table is written.

@@ -25,7 +25,7 @@ from typing import Any
 
 from faust.types import EventT
 
-from agents.app import TastestreamApp, source_event, user_table
+from agents.app import TastestreamApp, bytes_topic, source_event, user_table
 from agents.history import append_events, new_history
 from agents.metrics import Metrics
 from streams.codecs import DecodeError, decode_payload, dumps_json, encode_event, encode_events
@@ -106,22 +106,8 @@ class Ingest:
         self.settings = settings
         topics = settings.topics
         self.metrics: Metrics = app.metrics
-        self.events_topic = app.topic(
-            topics.events.name,
-            key_type=bytes,
-            value_type=bytes,
-            key_serializer="raw",
-            value_serializer="raw",
-            partitions=settings.partitions,
-        )
-        self.dead_letter_topic = app.topic(
-            topics.dead_letter.name,
-            key_type=bytes,
-            value_type=bytes,
-            key_serializer="raw",
-            value_serializer="raw",
-            partitions=1,
-        )
+        self.events_topic = bytes_topic(app, topics.events.name, settings.partitions)
+        self.dead_letter_topic = bytes_topic(app, topics.dead_letter.name, 1)
         self.history = user_table(app, "user-history", settings.partitions)
         self._eventlog: EventLog | None = None
         self.last_offsets: dict[int, int] = {}

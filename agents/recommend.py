@@ -24,7 +24,7 @@ from typing import Any
 import aiohttp
 import numpy as np
 
-from agents.app import TastestreamApp
+from agents.app import TastestreamApp, bytes_topic
 from agents.state import StreamingState, token_key
 from models.candidates.types import Candidate
 from models.cooccurrence import TokenNeighbours
@@ -233,15 +233,8 @@ def register(app: TastestreamApp) -> Recommender:
     app.recommender = recommender
     settings = app.settings
     topics = settings.topics
-    raw = {
-        "key_type": bytes,
-        "value_type": bytes,
-        "key_serializer": "raw",
-        "value_serializer": "raw",
-        "partitions": settings.partitions,
-    }
-    requests_topic = app.topic(topics.recommendation_requests.name, **raw)
-    answers_topic = app.topic(topics.recommendations.name, **raw)
+    requests_topic = bytes_topic(app, topics.recommendation_requests.name, settings.partitions)
+    answers_topic = bytes_topic(app, topics.recommendations.name, settings.partitions)
     dead_letter = app.ingest.dead_letter_topic
 
     @app.agent(requests_topic, name="recommend")

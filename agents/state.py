@@ -33,7 +33,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 from typing import Any, Generic, TypeVar
 
-from agents.app import TastestreamApp, source_event, user_table
+from agents.app import TastestreamApp, bytes_topic, source_event, user_table
 from models.bandit import UserBandit
 from models.catalogue import ItemCatalogue
 from models.cooccurrence import SessionWindow, TokenNeighbours
@@ -185,16 +185,8 @@ class StreamingState:
         self.settings = settings
         prefix = settings.topic_prefix
         partitions = settings.partitions
-        raw = {
-            "key_type": bytes,
-            "value_type": bytes,
-            "key_serializer": "raw",
-            "value_serializer": "raw",
-            "partitions": partitions,
-            "internal": True,
-        }
-        self.accepted_topic = app.topic(f"{prefix}.accepted-events", **raw)
-        self.pairs_topic = app.topic(f"{prefix}.cooccurrence-pairs", **raw)
+        self.accepted_topic = bytes_topic(app, f"{prefix}.accepted-events", partitions, True)
+        self.pairs_topic = bytes_topic(app, f"{prefix}.cooccurrence-pairs", partitions, True)
         half_life = settings.state_half_life_seconds
         gap = settings.session_gap_seconds
         window = settings.cooccurrence_window

@@ -200,6 +200,28 @@ def worker(settings: Settings, worker_factory) -> WorkerProcess:
     return worker_factory(settings)
 
 
+@pytest.fixture(scope="module")
+def module_worker(
+    stack: Stack, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[WorkerProcess]:
+    """One worker (own topics) shared by a module's tests; each test uses its own ids."""
+    base = tmp_path_factory.mktemp("module-worker")
+    module_settings = make_settings(stack, base / "data")
+    ensure_topics(module_settings)
+    started = WorkerProcess(module_settings, base / "worker.log").start()
+    yield started
+    started.stop()
+
+
+def send_events(settings: Settings, events: list[dict[str, Any]]) -> None:
+    """Produce ``events`` as the CLI does (validated, batched per partition) and flush."""
+    from agents.producer import EventProducer
+
+    producer = EventProducer(settings)
+    producer.send_many(events)
+    producer.flush()
+
+
 def consume_all(bootstrap: str, topic: str, expect: int, timeout: float = 20.0) -> list[Any]:
     """Read ``expect`` messages of ``topic`` from the beginning (confluent-kafka)."""
     consumer = Consumer(

@@ -91,7 +91,8 @@ def _descendants(pid: int) -> list[int]:
         return []
 
 
-def test_demo_runs_for_its_duration_and_leaves_nothing_behind(tmp_path):
+def start_demo(tmp_path, *args: str) -> tuple[subprocess.Popen, int, object]:
+    """``tastestream demo ARGS`` on the embedded default, output to a file."""
     port = free_port()
     env = dict(
         os.environ,
@@ -102,26 +103,29 @@ def test_demo_runs_for_its_duration_and_leaves_nothing_behind(tmp_path):
     )
     env.pop("TASTESTREAM_KAFKA_URL", None)
     env.pop("TASTESTREAM_REDIS_URL", None)
+    out = tmp_path / "demo.out"
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "agents.cli",
-            "demo",
-            "--duration",
-            "12",
-            "--rate",
-            "300",
-            "--users",
-            "50",
-            "--items",
-            "300",
-        ],
+        [sys.executable, "-m", "agents.cli", "demo", "--users", "50", "--items", "300", *args],
         env=env,
         cwd=str(REPO),
-        stdout=(tmp_path / "demo.out").open("wb"),
+        stdout=out.open("wb"),
         stderr=subprocess.STDOUT,
     )
+    return proc, port, out
+
+
+def assert_all_exited(pids) -> None:
+    def alive():
+        return [
+            p for p in pids
+            if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE
+        ]  # fmt: skip
+
+    wait_until(lambda: not alive(), timeout=20, what="the demo's children to exit")
+
+
+def test_demo_runs_for_its_duration_and_leaves_nothing_behind(tmp_path):
+    proc, port, out = start_demo(tmp_path, "--duration", "12", "--rate", "300")
     seen: set[int] = set()
     accepted = 0.0
     deadline = time.monotonic() + 150
@@ -136,58 +140,20 @@ def test_demo_runs_for_its_duration_and_leaves_nothing_behind(tmp_path):
         except OSError:
             pass
         time.sleep(0.5)
-    output = (tmp_path / "demo.out").read_text(errors="replace")
+    output = out.read_text(errors="replace")
     assert proc.returncode == 0, output[-3000:]
     assert f"HTTP API: http://127.0.0.1:{port}" in output
+    assert "trainer: every 2m" in output
     assert accepted > 100, output[-3000:]  # the worker ingested the simulated stream
-    assert len(seen) >= 3  # broker, redis, worker (at least)
-    wait_until(
-        lambda: (
-            not [
-                p
-                for p in seen
-                if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE
-            ]
-        ),
-        timeout=20,
-        what="demo's children to exit",
-    )
+    assert len(seen) >= 4  # broker, redis, worker, trainer (at least)
+    assert_all_exited(seen)
 
 
 def test_demo_stops_cleanly_on_sigterm(tmp_path):
-    port = free_port()
-    env = dict(
-        os.environ,
-        PYTHONPATH=str(REPO),
-        TASTESTREAM_DATA_DIR=str(tmp_path / "data"),
-        TASTESTREAM_WEB_PORT=str(port),
-        TASTESTREAM_SESSION_TIMEOUT_SECONDS="4",
-    )
-    env.pop("TASTESTREAM_KAFKA_URL", None)
-    env.pop("TASTESTREAM_REDIS_URL", None)
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "agents.cli",
-            "demo",
-            "--rate",
-            "100",
-            "--users",
-            "20",
-            "--items",
-            "100",
-        ],
-        env=env,
-        cwd=str(REPO),
-        stdout=(tmp_path / "demo.out").open("wb"),
-        stderr=subprocess.STDOUT,
-    )
+    proc, port, _ = start_demo(tmp_path, "--rate", "100")
     wait_until(
         lambda: (
-            http("GET", f"http://127.0.0.1:{port}/health", timeout=2)[0] == 200
-            if _port_open(port)
-            else False
+            _port_open(port) and http("GET", f"http://127.0.0.1:{port}/health", timeout=2)[0] == 200
         ),
         timeout=120,
         interval=0.5,
@@ -197,17 +163,7 @@ def test_demo_stops_cleanly_on_sigterm(tmp_path):
     assert len(children) >= 3
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(60) == 0
-    wait_until(
-        lambda: (
-            not [
-                p
-                for p in children
-                if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE
-            ]
-        ),
-        timeout=20,
-        what="demo's children to exit",
-    )
+    assert_all_exited(children)
 
 
 def _port_open(port: int) -> bool:

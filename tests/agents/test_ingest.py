@@ -9,22 +9,15 @@ import uuid
 import msgpack
 import pytest
 from confluent_kafka import Producer
-from conftest import WorkerProcess, consume_all, http, make_settings, wait_until
+from conftest import WorkerProcess, consume_all, http, wait_until
 
-from agents.provision import ensure_topics
 from streams.deadletter import original_bytes
 from streams.topics import partition_for
 
 
 @pytest.fixture(scope="module")
-def shared(stack, tmp_path_factory):
-    """One worker for the module's tests; each test uses its own user ids."""
-    base = tmp_path_factory.mktemp("ingest")
-    settings = make_settings(stack, base / "data")
-    ensure_topics(settings)
-    worker = WorkerProcess(settings, base / "worker.log").start()
-    yield worker
-    worker.stop()
+def shared(module_worker):
+    return module_worker
 
 
 def users(n: int) -> list[str]:

@@ -10,26 +10,16 @@ import uuid
 import pytest
 import redis
 from confluent_kafka import Producer
-from conftest import WorkerProcess, consume_all, http, make_settings, wait_until
-
-from agents.producer import EventProducer
-from agents.provision import ensure_topics
+from conftest import consume_all, http, send_events, wait_until
 
 
 @pytest.fixture(scope="module")
-def shared(stack, tmp_path_factory):
-    base = tmp_path_factory.mktemp("recommend")
-    settings = make_settings(stack, base / "data")
-    ensure_topics(settings)
-    worker = WorkerProcess(settings, base / "worker.log").start()
-    yield worker
-    worker.stop()
+def shared(module_worker):
+    return module_worker
 
 
 def send(settings, events: list[dict]) -> None:
-    producer = EventProducer(settings)
-    producer.send_many(events)
-    producer.flush()
+    send_events(settings, events)
 
 
 def recs(worker, user: str, query: str = "") -> tuple[int, dict]:

@@ -6,26 +6,16 @@ import time
 import uuid
 
 import pytest
-from conftest import WorkerProcess, http, make_settings, wait_until
-
-from agents.producer import EventProducer
-from agents.provision import ensure_topics
+from conftest import http, send_events, wait_until
 
 
 @pytest.fixture(scope="module")
-def shared(stack, tmp_path_factory):
-    base = tmp_path_factory.mktemp("state")
-    settings = make_settings(stack, base / "data")
-    ensure_topics(settings)
-    worker = WorkerProcess(settings, base / "worker.log").start()
-    yield worker
-    worker.stop()
+def shared(module_worker):
+    return module_worker
 
 
 def send(settings, events: list[dict]) -> None:
-    producer = EventProducer(settings)
-    producer.send_many(events)
-    producer.flush()
+    send_events(settings, events)
 
 
 def session(user: str, steps: list[tuple[str, str]], ts: float, **extra) -> list[dict]:

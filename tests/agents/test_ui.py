@@ -1,0 +1,355 @@
+"""The user page in a real headless browser (Debian's chromium over the DevTools protocol).
+
+A real worker on the suite's broker and Redis, simulator traffic, one user:
+the page shows their history and recommendations with reasons, updates when a
+new event arrives (no reload), says plainly that no model is live, then draws
+the map once ``train --once`` publishes one. A screenshot is kept for a person
+to look at (``ui-page.png`` under the test's tmp dir).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import re
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import aiohttp
+import numpy as np
+import pytest
+from conftest import REPO, WorkerProcess, http, make_settings, settings_env, wait_until
+
+from agents.producer import EventProducer
+from agents.provision import ensure_topics
+from agents.ui import ItemMap, MapCache
+from models.simulator import ClickstreamSimulator, SimulatorConfig
+from models.token_embedding import EmbeddingParams, TokenEmbedding
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+# Until create_app registers agents.ui itself, the worker runs from this script;
+# register() is idempotent, so the script keeps working once it does.
+ENTRY = """
+import faust
+from agents import ui
+from agents.app import create_app
+from agents.provision import ensure_topics
+from agents.settings import Settings
+
+settings = Settings.load()
+ensure_topics(settings)
+app = create_app(settings)
+ui.register(app)
+faust.Worker(app, loglevel=settings.log_level.upper(), quiet=True).execute_from_commandline()
+"""
+
+
+class UIWorker(WorkerProcess):
+    """A worker started from :data:`ENTRY` (create_app + ui.register)."""
+
+    def start(self, timeout: float = 60.0) -> UIWorker:
+        script = self.log_path.with_name("ui_worker.py")
+        script.write_text(ENTRY)
+        log = open(self.log_path, "ab")  # noqa: SIM115 - closed with the process
+        self.proc = subprocess.Popen(
+            [sys.executable, str(script), "worker"],
+            env=settings_env(self.settings),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=str(REPO),
+        )
+        log.close()
+        wait_until(self._ready, timeout=timeout, interval=0.2, what=f"worker at {self.url}")
+        return self
+
+
+# ----------------------------------------------------------- a tiny CDP client
+class Page:
+    """One chromium tab driven over the Chrome DevTools Protocol (aiohttp websocket)."""
+
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        self.ws = ws
+        self.next_id = 0
+
+    async def call(self, method: str, **params) -> dict:
+        self.next_id += 1
+        await self.ws.send_json({"id": self.next_id, "method": method, "params": params})
+        while True:  # events arrive in between; skip them
+            msg = json.loads((await self.ws.receive()).data)
+            if msg.get("id") == self.next_id:
+                if "error" in msg:
+                    raise AssertionError(f"{method}: {msg['error']}")
+                return msg["result"]
+
+    async def eval(self, expression: str):
+        result = await self.call(
+            "Runtime.evaluate", expression=expression, returnByValue=True, awaitPromise=True
+        )
+        if "exceptionDetails" in result:
+            raise AssertionError(f"{expression}: {result['exceptionDetails']}")
+        return result["result"].get("value")
+
+    async def wait_for(self, expression: str, what: str, timeout: float = 30.0):
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            last = await self.eval(expression)
+            if last:
+                return last
+            await asyncio.sleep(0.2)
+        raise AssertionError(f"page: timed out waiting for {what}; last: {last!r}")
+
+    async def screenshot(self, path: Path) -> None:
+        shot = await self.call("Page.captureScreenshot", format="png", captureBeyondViewport=True)
+        path.write_bytes(base64.b64decode(shot["data"]))
+
+
+def start_chromium(url: str, profile: Path) -> tuple[subprocess.Popen, str]:
+    """Headless chromium on ``url``; returns the process and the page's websocket URL."""
+    stderr_path = profile.with_suffix(".stderr")
+    with open(stderr_path, "wb") as stderr:
+        proc = subprocess.Popen(
+            [
+                CHROMIUM,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+                "--hide-scrollbars",
+                "--window-size=1400,1100",
+                f"--user-data-dir={profile}",
+                "--remote-debugging-port=0",
+                url,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
+
+    def devtools_port() -> int | None:
+        found = re.search(rb"DevTools listening on ws://[^:]+:(\d+)/", stderr_path.read_bytes())
+        if proc.poll() is not None:
+            raise AssertionError(f"chromium exited: {stderr_path.read_text(errors='replace')}")
+        return int(found.group(1)) if found else None
+
+    port = wait_until(devtools_port, what="chromium's DevTools port")
+
+    def page_ws() -> str | None:
+        _, targets = http("GET", f"http://127.0.0.1:{port}/json/list")
+        pages = [t for t in targets if t.get("type") == "page" and "/ui/users/" in t.get("url", "")]
+        return pages[0]["webSocketDebuggerUrl"] if pages else None
+
+    return proc, wait_until(page_ws, what="the page target")
+
+
+# ------------------------------------------------------------------- fixtures
+@pytest.fixture(scope="module")
+def worker(stack, tmp_path_factory):
+    base = tmp_path_factory.mktemp("ui")
+    settings = make_settings(stack, base / "data")
+    ensure_topics(settings)
+    started = UIWorker(settings, base / "worker.log").start()
+    yield started
+    started.stop()
+
+
+@pytest.fixture(scope="module")
+def world(worker):
+    """Simulator traffic through the worker: catalogue, co-occurrence, an event log to train on."""
+    sim = ClickstreamSimulator(
+        SimulatorConfig(users=60, items=150, categories=6, sellers=10, seed=7)
+    )
+    events = list(sim.events(3000))
+    send(worker, events)
+    items = {}
+    for e in events:
+        items.setdefault(e["item_id"], e["item"])
+    last_user = events[-1]["user_id"]
+    wait_until(lambda: worker.history(last_user), what="the simulator's events")
+    return items
+
+
+def send(worker, events):
+    producer = EventProducer(worker.settings)
+    producer.send_many(events)
+    producer.flush()
+
+
+def train(worker) -> str:
+    """``train --once`` on the worker's own event log; wait until the worker serves it."""
+    done = subprocess.run(
+        [sys.executable, "-m", "agents.trainer", "train", "--once", "--epochs", "1", "--dim", "16"],
+        env=settings_env(worker.settings),
+        cwd=str(REPO),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    live = wait_until(
+        lambda: http("GET", worker.url + "/models")[1].get("live"), what="the model to go live"
+    )
+    return live["version"]
+
+
+def event(user, item_id, etype, ts, info=None):
+    body = {"user_id": user, "item_id": item_id, "type": etype, "ts": ts}
+    if info is not None:
+        body["item"] = {"category": info["category"], "seller": info["seller"]}
+    return body
+
+
+# ---------------------------------------------------------------------- tests
+def test_page_shows_history_and_recommendations_updates_live_and_draws_the_map(
+    worker, world, tmp_path
+):
+    user = f"shopper-{uuid.uuid4().hex[:6]}"
+    ids = list(world)
+    now = time.time() - 60
+    first = [
+        event(user, ids[0], "view", now, world[ids[0]]),
+        event(user, ids[0], "click", now + 5, world[ids[0]]),
+        event(user, ids[1], "view", now + 10),  # no attributes: the page asks the catalogue
+        event(user, ids[2], "view", now + 15, world[ids[2]]),
+        event(user, ids[2], "click", now + 20, world[ids[2]]),
+    ]
+    send(worker, first)
+    wait_until(lambda: len(worker.history(user)) == len(first), what="the user's history")
+    assert http("GET", worker.url + "/models")[1]["live"] is None  # the map's first state
+
+    profile = tmp_path / "chromium-profile"
+    browser, ws_url = start_chromium(f"{worker.url}/ui/users/{user}", profile)
+    try:
+        screenshot = asyncio.run(drive(worker, user, ws_url, world, tmp_path))
+    finally:
+        browser.terminate()
+        browser.wait(10)
+    assert screenshot.stat().st_size > 10_000
+    shutil.copy(screenshot, "/tmp/tastestream-ui-page.png")  # for a person to look at
+
+
+async def drive(worker, user, ws_url, world, tmp_path) -> Path:
+    ids = list(world)
+    async with aiohttp.ClientSession() as session, session.ws_connect(
+        ws_url, max_msg_size=0
+    ) as ws:
+        page = Page(ws)
+        await page.call("Emulation.setDeviceMetricsOverride", width=1400, height=1100,
+                         deviceScaleFactor=1, mobile=False)
+        # history: every item, newest first, with the category the catalogue knows
+        rows = await page.wait_for(
+            "(() => { const r = [...document.querySelectorAll('#history tr')]"
+            ".map(tr => tr.innerText); return r.length === 5 && r.every(t => /\\w/.test(t))"
+            " && r })()",
+            "five history rows",
+        )
+        assert ids[2] in rows[0] and "click" in rows[0] and world[ids[2]]["category"] in rows[0]
+        assert ids[1] in rows[2] and world[ids[1]]["category"] in rows[2], rows[2]
+        # recommendations per surface, each with its reason and sources
+        home = await page.wait_for(
+            "(() => { const li = [...document.querySelectorAll('#surface-home li[data-item]')];"
+            " return li.length && li.map(l => [l.dataset.item, l.querySelector('.reason')"
+            ".innerText, [...l.querySelectorAll('.src')].map(s => s.innerText)]) })()",
+            "home recommendations",
+        )
+        assert all(reason and sources for _, reason, sources in home), home
+        item_title = await page.eval("document.querySelector('#surface-item h3').innerText")
+        assert ids[2] in item_title  # the item surface follows the last viewed item
+        item_recs = await page.wait_for(
+            "document.querySelectorAll('#surface-item li[data-item]').length", "item-page list"
+        )
+        assert item_recs > 0
+        # no model yet: the map says so in words
+        message = await page.wait_for(
+            "document.querySelector('#map-message').innerText", "the map's message"
+        )
+        assert "No model is live yet" in message
+
+        # a new event shows up without a reload
+        await page.eval("window.__sameDocument = 'yes'")
+        new_item = ids[3]
+        send(worker, [event(user, new_item, "cart", time.time(), world[new_item])])
+        top = await page.wait_for(
+            "(() => { const tr = document.querySelector('#history tr');"
+            f" return tr && tr.dataset.item === {json.dumps(new_item)} && tr.innerText }})()",
+            "the cart-add at the top of the history",
+        )
+        assert "cart" in top
+        assert await page.eval("window.__sameDocument") == "yes"
+
+        # a model goes live: the map draws items, the trajectory and the user
+        version = await asyncio.to_thread(train, worker)
+        drawn = await page.wait_for(
+            "(() => { const n = document.querySelectorAll('#map circle.item-point').length;"
+            " const u = document.querySelectorAll('#map circle.user-point').length;"
+            " const t = document.querySelectorAll('#map polyline.trajectory').length;"
+            " return n > 50 && u === 1 && t === 1 && [n, u, t] })()",
+            "the map's points",
+            timeout=60,
+        )
+        assert drawn[0] > 50
+        assert version in await page.eval("document.querySelector('#map-method').innerText")
+        legend = await page.eval("document.querySelector('#legend').innerText")
+        assert world[ids[0]]["category"] in legend
+        await asyncio.sleep(0.5)  # let the last frame paint
+        path = tmp_path / "ui-page.png"
+        await page.screenshot(path)
+        return path
+
+
+def test_map_endpoint_projects_the_live_model(worker, world):
+    user = f"mapper-{uuid.uuid4().hex[:6]}"
+    ids = list(world)
+    now = time.time()
+    send(worker, [event(user, ids[i], "click", now + i, world[ids[i]]) for i in range(4)])
+    wait_until(lambda: len(worker.history(user)) == 4, what="the user's clicks")
+    if http("GET", worker.url + "/models")[1]["live"] is None:
+        train(worker)
+    body = wait_until(
+        lambda: (lambda r: r[1] if r[1]["status"] == "ready" else None)(
+            http("GET", f"{worker.url}/ui/api/users/{user}/map")
+        ),
+        what="a ready map",
+    )
+    assert body["method"] == "pca" and body["model_version"]
+    assert 50 < len(body["items"]) <= 3000
+    by_id = {i["item_id"]: i for i in body["items"]}
+    assert by_id[ids[0]]["category"] == world[ids[0]]["category"]
+    assert [p["item_id"] for p in body["trajectory"]] == ids[:4]
+    assert set(body["user"]) == {"x", "y"}
+    status, page = http("GET", f"{worker.url}/ui/users/{user}")
+    assert status == 200 and "<svg" in page and "http" not in re.sub(r"xmlns=\"[^\"]+\"", "", page)
+
+
+def test_map_cache_builds_each_version_once_in_the_background():
+    sim = ClickstreamSimulator(SimulatorConfig(users=30, items=60, categories=4, sellers=5))
+    sessions = {}
+    for e in sim.events(1500):
+        sessions.setdefault(e["session_id"], []).append((e["item_id"], e["type"]))
+    embedding = TokenEmbedding(EmbeddingParams(dim=8, epochs=1)).fit(list(sessions.values()))
+
+    class Model:
+        version = "v-test"
+
+    model = Model()
+    model.embedding = embedding
+    cache = MapCache(method="pca", max_items=40)
+    assert cache.get(model) is None  # building starts; the caller answers "computing"
+    built = wait_until(lambda: cache.get(model), what="the map")
+    assert cache.get(model) is built and built.method == "pca" and len(built.items) == 40
+    # an item outside the sample is placed by the same projection
+    outside = next(str(t[0]) for t in embedding.vocab if str(t[0]) not in set(built.items))
+    where = built.locate([outside, "never-seen"])
+    assert list(where) == [outside]
+    expected = ItemMap.build("again", embedding, "pca", 40).projection.transform(
+        built.vector(outside)
+    )[0]
+    assert np.allclose(where[outside], expected)
