@@ -261,15 +261,18 @@ def spawn_role(
         )
 
 
-def stop_process(proc: subprocess.Popen, timeout: float = 20.0) -> None:
-    if proc.poll() is not None:
-        return
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(5)
+def stop_processes(procs: list[subprocess.Popen | None], timeout: float = 20.0) -> None:
+    """SIGTERM all at once, wait up to ``timeout`` in total, SIGKILL what is left."""
+    running = [p for p in procs if p is not None and p.poll() is None]
+    for proc in running:
+        proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    for proc in running:
+        try:
+            proc.wait(max(deadline - time.monotonic(), 0.1))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -312,9 +315,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         _print("stopping ...")
         return 0
     finally:
-        for child in (trainer, worker):
-            if child is not None:
-                stop_process(child)
+        stop_processes([trainer, worker])
         stack.stop()
 
 

@@ -155,7 +155,9 @@ class MapCache:
                 return None
             self._building.add(version)
         threading.Thread(
-            target=self._build, args=(version, model.embedding), name=f"ui-map-{version}",
+            target=self._build,
+            args=(version, model.embedding),
+            name=f"ui-map-{version}",
             daemon=True,
         ).start()
         return None

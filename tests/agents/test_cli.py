@@ -162,7 +162,7 @@ def test_demo_stops_cleanly_on_sigterm(tmp_path):
     children = _descendants(proc.pid)
     assert len(children) >= 3
     proc.send_signal(signal.SIGTERM)
-    assert proc.wait(60) == 0
+    assert proc.wait(90) == 0
     assert_all_exited(children)
 
 
