@@ -179,11 +179,12 @@ def create_app(settings: Settings) -> TastestreamApp:
 
     # Domain modules register what they own; imported here, not at module
     # import, so building one app never drags in another's side effects.
-    from agents import ingest, recommend, serving, state, views
+    from agents import ingest, recommend, serving, state, ui, views
 
     ingest.register(app)
     state.register(app)
     serving.register(app)
     views.register(app)
     recommend.register(app)
+    ui.register(app)
     return app

@@ -8,6 +8,7 @@
     tastestream import     convert a CSV log into contract events
     tastestream train      train a model version (--once | --every 30m), publish and announce it
     tastestream model      list model versions, or roll CURRENT back
+    tastestream evaluate   offline hit rate / AUC of the candidate generators on an event file
 
 Settings come from deploy/tastestream.toml and ``TASTESTREAM_*`` variables.
 """
@@ -423,8 +424,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_import)
 
     from agents import trainer
+    from agents.evaluate_command import add_parser as add_evaluate_parser
 
     trainer.add_parsers(sub)
+    add_evaluate_parser(sub)
     return parser
 
 

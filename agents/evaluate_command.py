@@ -121,8 +121,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     rejected: Counter[str] = Counter()
     try:
         events = load_events(args.events, rejected)
-    except OSError as exc:
-        say(f"tastestream evaluate: {exc}")
+    except (OSError, ValueError) as exc:  # unreadable file, corrupt msgpack stream or log
+        say(f"tastestream evaluate: cannot read {args.events}: {type(exc).__name__} {exc}")
         return 2
     accepted = len(events)
     say(f"read {accepted:,} valid events, rejected {sum(rejected.values()):,} {dict(rejected)}")

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from typing import Any
 
 import aiohttp
@@ -34,7 +34,6 @@ from streams.codecs import decode_payload, dumps_json
 
 log = logging.getLogger(__name__)
 
-MAX_REFRESH_PER_TICK = 500
 REDIS_SURFACES = ("home", "cart")
 
 
@@ -64,6 +63,8 @@ class Recommender:
         except SurfaceError as exc:
             raise ValueError(f"settings.surfaces: {exc}") from None
         self.redis_prefix = f"{self.settings.topic_prefix}:recs"
+        #: (surface, user) -> the latest default list (k = recs_k), most recent last.
+        self.latest: OrderedDict[tuple[str, str], dict[str, Any]] = OrderedDict()
 
     # -- co-occurrence neighbours of tokens, wherever they live ------------------
     def seed_tokens(self, user_id: str, item_id: str | None) -> list[str]:
@@ -158,6 +159,7 @@ class Recommender:
             model=model,
             item_id=item_id,
             k=k,
+            per_source=self.settings.recs_per_source,
             exclude=exclude,
             unavailable=lambda item: not catalogue.available(item),
             offline_sellers=lambda seller: catalogue.seller_online.get(seller, True) is False,
@@ -179,25 +181,53 @@ class Recommender:
             "computed_at": now,
         }
 
-    # -- Redis -----------------------------------------------------------------
+    # -- precomputed lists: memory and Redis -------------------------------------
     def redis_key(self, surface: str, user_id: str) -> str:
         return f"{self.redis_prefix}:{surface}:{user_id}"
 
-    async def refresh_redis(self, users: set[str]) -> int:
-        """Recompute and write the lists of ``users`` (one pipeline)."""
-        if not users:
-            return 0
-        redis = self.app.redis()
-        pipe = redis.pipeline(transaction=False)
+    def cached(self, user_id: str, surface: str, k: int) -> dict[str, Any] | None:
+        """The precomputed list, if it is still current (user unchanged, same model)."""
+        body = self.latest.get((surface, user_id))
+        if body is None or user_id in self.state.dirty_users:
+            return None
+        serving = getattr(self.app, "serving", None)
+        if body["model_version"] != (serving.live_version if serving is not None else None):
+            return None
+        if k > self.settings.recs_k:
+            return None
+        return {**body, "items": body["items"][:k]}
+
+    def remember(self, surface: str, user_id: str, body: dict[str, Any]) -> None:
+        key = (surface, user_id)
+        self.latest.pop(key, None)
+        self.latest[key] = body
+        while len(self.latest) > self.settings.recs_cache_users * len(REDIS_SURFACES):
+            self.latest.popitem(last=False)
+
+    async def refresh(self, users: list[str], budget_seconds: float) -> list[str]:
+        """Recompute the default lists of ``users`` until the budget is spent.
+
+        Writes them to memory and Redis (one pipeline); returns the users not reached.
+        """
+        deadline = time.monotonic() + budget_seconds
+        pipe = self.app.redis().pipeline(transaction=False)
         ttl = self.settings.recs_ttl_seconds
+        done = 0
         for user in users:
+            if done and time.monotonic() > deadline:
+                break
+            # Discarded before computing: a change that lands meanwhile marks it again.
+            self.state.dirty_users.discard(user)
             for surface in REDIS_SURFACES:
                 if surface not in self.surfaces:
                     continue
                 body = await self.recommend(user, surface)
+                self.remember(surface, user, body)
                 pipe.set(self.redis_key(surface, user), dumps_json(body), ex=ttl)
-        await pipe.execute()
-        return len(users)
+            done += 1
+        if done:
+            await pipe.execute()
+        return users[done:]
 
 
 def parse_request(raw: Any) -> dict[str, Any]:
@@ -279,18 +309,17 @@ def register(app: TastestreamApp) -> Recommender:
             app.metrics.inc("tastestream_recommendation_requests_total")
 
     @app.timer(interval=settings.recs_refresh_seconds)
-    async def refresh_redis() -> None:
-        state = app.streaming_state
-        users = state.take_dirty()
-        if len(users) > MAX_REFRESH_PER_TICK:
-            later = set(list(users)[MAX_REFRESH_PER_TICK:])
-            state.mark_dirty(later)
-            users -= later
-        if users:
-            started = time.monotonic()
-            await recommender.refresh_redis(users)
-            app.metrics.inc("tastestream_redis_refreshes_total", len(users))
-            app.metrics.observe("tastestream_redis_refresh_seconds", time.monotonic() - started)
+    async def refresh_lists() -> None:
+        # Users stay in the dirty set (so GETs recompute rather than serve a stale
+        # list) until the refresh reaches them; the rest wait for the next tick.
+        users = list(app.streaming_state.dirty_users)
+        if not users:
+            return
+        started = time.monotonic()
+        left = await recommender.refresh(users, settings.recs_refresh_budget_seconds)
+        app.metrics.inc("tastestream_recs_refreshed_total", len(users) - len(left))
+        app.metrics.set("tastestream_recs_refresh_backlog", len(left))
+        app.metrics.observe("tastestream_recs_refresh_seconds", time.monotonic() - started)
 
     @app.page("/users/{user_id}/recommendations")
     class Recommendations(web.View):
@@ -303,10 +332,16 @@ def register(app: TastestreamApp) -> Recommender:
             seed = request.query.get("seed")
 
             async def local() -> web.Response:
+                surface = request.query.get("surface", "home")
+                plain = not exclude and seed is None and "item_id" not in request.query
+                hit = recommender.cached(user_id, surface, k) if plain else None
+                if hit is not None:
+                    app.metrics.inc("tastestream_recs_cache_hits_total")
+                    return self.json(hit)
                 try:
                     body = await recommender.recommend(
                         user_id,
-                        request.query.get("surface", "home"),
+                        surface,
                         k,
                         exclude,
                         request.query.get("item_id"),

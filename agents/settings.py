@@ -64,6 +64,9 @@ class Settings:
     recs_k: int = 20
     recs_ttl_seconds: int = 3600
     recs_refresh_seconds: float = 0.2
+    recs_refresh_budget_seconds: float = 0.05
+    recs_per_source: int = 50
+    recs_cache_users: int = 100_000
     #: surface -> {source: weight}; merged over models.surfaces.DEFAULT_SURFACES.
     surfaces: dict = field(default_factory=dict)
     # -- models --

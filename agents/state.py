@@ -332,10 +332,6 @@ class StreamingState:
     def mark_dirty(self, users: set[str]) -> None:
         self.dirty_users |= users
 
-    def take_dirty(self) -> set[str]:
-        users, self.dirty_users = self.dirty_users, set()
-        return users
-
 
 def _source_token(record: list[Any]) -> str:
     return record[0]

@@ -252,7 +252,7 @@ def map_body(app: Any, cache: MapCache, user_id: str) -> dict[str, Any]:
 
 def register(app: Any) -> MapCache:
     """Add the page and its JSON endpoints to ``app`` (once; later calls are no-ops)."""
-    existing = getattr(app, "ui", None)
+    existing = getattr(app, "ui_maps", None)
     if existing is not None:
         return existing
     from faust import web
@@ -260,7 +260,7 @@ def register(app: Any) -> MapCache:
     from agents.views import error, routed
 
     cache = MapCache()
-    app.ui = cache
+    app.ui_maps = cache
 
     @app.page("/ui/users/{user_id}")
     class UserPage(web.View):

@@ -521,8 +521,12 @@ def run_worker(
     return samples, time.monotonic() - started, last, profile_text
 
 
-def topic_volumes(bootstrap: str, prefix: str) -> dict[str, tuple[int, int]]:
+def topic_volumes(
+    bootstrap: str, prefix: str, reasons: Counter | None = None
+) -> dict[str, tuple[int, int]]:
     """(records, value bytes) of every topic whose name starts with ``prefix``.
+
+    Dead-letter reasons (first 100 characters) are counted into ``reasons``.
 
     Read from the beginning to the partition EOF (librdkafka takes the end from
     fetch responses, which is right on Tansu too).
@@ -556,6 +560,11 @@ def topic_volumes(bootstrap: str, prefix: str) -> dict[str, tuple[int, int]]:
                         continue
                     records += 1
                     size += len(msg.value() or b"")
+                    if reasons is not None and name.endswith(".dead-letter"):
+                        try:
+                            reasons[str(json.loads(msg.value())["reason"])[:100]] += 1
+                        except (ValueError, KeyError, TypeError):
+                            reasons["(unreadable dead-letter record)"] += 1
             consumer.unassign()
             out[name] = (records, size)
         return out
@@ -699,6 +708,7 @@ def main(argv: list[str] | None = None) -> None:
         help="ingest-* runs only, comma list: quiet-logging (no DEBUG root logger), "
         "no-changelog (history in a plain dict: the changelog's cost)",
     )
+    parser.add_argument("--keep", action="store_true", help="keep the work dir (logs)")
     parser.add_argument("--bare-child", help=argparse.SUPPRESS)
     parser.add_argument("--ingest-child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -814,6 +824,11 @@ def main(argv: list[str] | None = None) -> None:
                     who += f" [experiment: {args.experiment}]"
                 reached = int(samples[-1][1]) if samples else 0
                 result = Result(run, f"{who}, {kind}", 0, reached)
+                if reached < expected:
+                    result.notes.append(
+                        f"{run}: stopped by --max-run-seconds at {reached:,} of {expected:,} events"
+                        f" (worker log: {work / f'worker-{run}.log'}, kept with --keep)"
+                    )
                 odd = {
                     k: metrics.get(f"tastestream_events_{k}_total", 0)
                     for k in ("forwarded", "duplicate", "rejected")
@@ -828,7 +843,10 @@ def main(argv: list[str] | None = None) -> None:
                         f"{taken / takes:.1f} messages each on average"
                     )
                 accepted = metrics.get("tastestream_events_accepted_total", 0) or 1
-                written = topic_volumes(base.kafka_bootstrap, settings.topic_prefix)
+                reasons: Counter = Counter()
+                written = topic_volumes(base.kafka_bootstrap, settings.topic_prefix, reasons)
+                for reason, count in reasons.most_common(3):
+                    result.notes.append(f"{run}: {count:,} dead letters: {reason}")
                 written.pop(settings.topics.events.name, None)
                 for name, (records, size) in written.items():
                     if records:
@@ -854,7 +872,7 @@ def main(argv: list[str] | None = None) -> None:
             )
     finally:
         stack.stop()
-        if not args.profile:
+        if not (args.profile or args.keep):
             shutil.rmtree(work, ignore_errors=True)
 
     by_run = {r.run: r for r in results}

@@ -52,6 +52,7 @@ def compare_backends(events: list[dict], args: argparse.Namespace, base: Embeddi
             k=args.k,
             models=("regularised", "embedding"),
             embedding_params=params,
+            max_seeds=args.max_seeds,
             seed=args.seed,
             progress=say,
         )
@@ -87,6 +88,9 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=5, help="embedding epochs")
     parser.add_argument("--backend", choices=BACKENDS, default=EmbeddingParams().backend)
     parser.add_argument("--models", default=",".join(KNOWN_MODELS))
+    parser.add_argument(
+        "--max-seeds", type=int, default=None, help="only the N latest seeds per target"
+    )
     parser.add_argument("--compare-backends", action="store_true")
     args = parser.parse_args()
     print("command: python " + " ".join(sys.argv), f"(cpus={os.cpu_count()})")
@@ -110,6 +114,7 @@ def main() -> None:
         k=args.k,
         models=tuple(m.strip() for m in args.models.split(",") if m.strip()),
         embedding_params=base,
+        max_seeds=args.max_seeds,
         seed=args.seed,
         progress=say,
     )

@@ -152,7 +152,7 @@ class TokenIndex:
         labels, distances = index.knn_query(
             np.asarray(vector, dtype=np.float32).reshape(1, -1),
             k=k,
-            num_threads=self.settings["num_threads"],
+            num_threads=1,  # one query: threads cost more than they save
         )
         items = self._items[kind]
         scores = self._to_score(distances[0])

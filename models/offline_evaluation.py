@@ -374,6 +374,7 @@ def evaluate_models(
     config = {
         "test_hours": test_hours,
         "k": k,
+        "max_seeds": max_seeds,
         "cooc_k": base.cooc_k or cooc_k,
         "dim": base.dim,
         "epochs": base.epochs,

@@ -12,7 +12,7 @@ PYTHON=${PYTHON:-python3}
 # (the page test drives a real headless browser).
 missing=""
 command -v kcat >/dev/null 2>&1 || missing="$missing kcat"
-[ -x /usr/bin/chromium ] || missing="$missing chromium"
+[ -x /usr/bin/chromium ] || missing="$missing chromium fonts-liberation"
 if [ -n "$missing" ]; then
   SUDO=""
   [ "$(id -u)" -eq 0 ] || SUDO="sudo"
