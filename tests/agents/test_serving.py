@@ -8,13 +8,11 @@ with the serving module registered, over HTTP.
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
 import threading
 from pathlib import Path
 
 import pytest
-from conftest import REPO, WorkerProcess, http, settings_env, wait_until
+from conftest import WorkerProcess, http, wait_until
 
 from agents.serving import ModelServer, ModelSlots
 from agents.trainer import announce
@@ -153,41 +151,13 @@ def test_server_follows_announcements_on_the_topic(settings, trained_pair):
     assert server.status()["refused"][0]["version"] == bad.version
 
 
-ENTRY = """
-import sys
-from agents import app as app_module, cli, serving
-
-build = app_module.create_app
-
-def create_app(settings):
-    app = build(settings)
-    if not hasattr(app, "serving"):  # until agents/app.py registers it itself
-        serving.register(app)
-    return app
-
-app_module.create_app = create_app
-sys.exit(cli.main(["worker"]))
-"""
-
-
 def test_worker_swaps_and_refuses_over_http(settings, tmp_path, trained_pair):
     a, b = trained_pair
     root = settings.data_path / "models"
     first = write_version(root, a)
     set_current(root, first.version)
-    script = tmp_path / "serving_worker.py"
-    script.write_text(ENTRY)
-    worker = WorkerProcess(settings, tmp_path / "worker.log")
-    with open(worker.log_path, "ab") as log:
-        worker.proc = subprocess.Popen(
-            [sys.executable, str(script)],
-            env=settings_env(settings),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=str(REPO),
-        )
+    worker = WorkerProcess(settings, tmp_path / "worker.log").start()
     try:
-        wait_until(worker._ready, timeout=60, interval=0.2, what="worker")
 
         def live() -> str | None:
             status, body = http("GET", worker.url + "/models")

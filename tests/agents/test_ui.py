@@ -33,41 +33,6 @@ from models.token_embedding import EmbeddingParams, TokenEmbedding
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
-# Until create_app registers agents.ui itself, the worker runs from this script;
-# register() is idempotent, so the script keeps working once it does.
-ENTRY = """
-import faust
-from agents import ui
-from agents.app import create_app
-from agents.provision import ensure_topics
-from agents.settings import Settings
-
-settings = Settings.load()
-ensure_topics(settings)
-app = create_app(settings)
-ui.register(app)
-faust.Worker(app, loglevel=settings.log_level.upper(), quiet=True).execute_from_commandline()
-"""
-
-
-class UIWorker(WorkerProcess):
-    """A worker started from :data:`ENTRY` (create_app + ui.register)."""
-
-    def start(self, timeout: float = 60.0) -> UIWorker:
-        script = self.log_path.with_name("ui_worker.py")
-        script.write_text(ENTRY)
-        log = open(self.log_path, "ab")  # noqa: SIM115 - closed with the process
-        self.proc = subprocess.Popen(
-            [sys.executable, str(script), "worker"],
-            env=settings_env(self.settings),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=str(REPO),
-        )
-        log.close()
-        wait_until(self._ready, timeout=timeout, interval=0.2, what=f"worker at {self.url}")
-        return self
-
 
 # ----------------------------------------------------------- a tiny CDP client
 class Page:
@@ -156,7 +121,7 @@ def worker(stack, tmp_path_factory):
     base = tmp_path_factory.mktemp("ui")
     settings = make_settings(stack, base / "data")
     ensure_topics(settings)
-    started = UIWorker(settings, base / "worker.log").start()
+    started = WorkerProcess(settings, base / "worker.log").start()
     yield started
     started.stop()
 
