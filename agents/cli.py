@@ -22,6 +22,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections import Counter
@@ -35,11 +36,25 @@ log = logging.getLogger("tastestream")
 
 
 class Stop(Exception):
-    """Raised by the SIGTERM handler so that cleanup runs as on Ctrl-C."""
+    """Raised on a second SIGTERM/SIGINT: stop now, cleanup still runs."""
 
 
-def _raise_stop(signum: int, frame: Any) -> None:
-    raise Stop(signal.Signals(signum).name)
+#: Set by the first SIGTERM/SIGINT: loops finish their step and return.
+STOPPING = threading.Event()
+
+
+def _request_stop(signum: int, frame: Any) -> None:
+    # A flag, not an exception: an exception raised while librdkafka runs a
+    # delivery callback can be swallowed there, and the stop would be lost.
+    if STOPPING.is_set():
+        raise Stop(signal.Signals(signum).name)
+    STOPPING.set()
+
+
+def handle_stop_signals() -> None:
+    STOPPING.clear()
+    signal.signal(signal.SIGTERM, _request_stop)
+    signal.signal(signal.SIGINT, _request_stop)
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -65,7 +80,7 @@ def cmd_broker(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     broker = embedded_broker(port=args.port, host=args.host)
-    signal.signal(signal.SIGTERM, _raise_stop)
+    handle_stop_signals()
     broker.start()
     try:
         url = f"kafka://{broker.host}:{broker.port}"
@@ -73,9 +88,9 @@ def cmd_broker(args: argparse.Namespace) -> int:
         _print(f"broker ready: {url}  (bootstrap.servers={broker.host}:{broker.port})")
         _print(f"  export TASTESTREAM_KAFKA_URL={url}")
         _print("memory only: topics and messages are gone when it stops. Ctrl-C to stop.")
-        while broker.running:
-            time.sleep(0.5)
-        return 1
+        while broker.running and not STOPPING.is_set():
+            time.sleep(0.2)
+        return 0 if STOPPING.is_set() else 1
     except (KeyboardInterrupt, Stop):
         return 0
     finally:
@@ -95,6 +110,9 @@ def run_worker(settings: Settings) -> int:
     ensure_topics(settings)
     app = create_app(settings)
     worker = faust.Worker(app, loglevel=settings.log_level.upper(), quiet=True)
+    # Faust's terminal spinner turns the root logger to DEBUG, so every debug()
+    # call in aiokafka and Faust builds a LogRecord: ~10% of a worker's CPU.
+    worker.spinner = None
     try:
         worker.execute_from_commandline()
     except SystemExit as exc:
@@ -163,7 +181,9 @@ def produce_live(settings: Settings, simulator: Any, rate: float, duration: floa
     tick = 0.05
     events = simulator.live_events(time.time)
     try:
-        while duration is None or time.monotonic() - started < duration:
+        while (duration is None or time.monotonic() - started < duration) and not (
+            STOPPING.is_set()
+        ):
             due = int((time.monotonic() - started) * rate) - sent
             for _ in range(max(due, 0)):
                 producer.send(next(events))
@@ -209,6 +229,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         summary = producer.flush()
         _print(json.dumps(summary.as_dict()))
         return 0
+    handle_stop_signals()
     sent = produce_live(settings, simulator, args.rate, args.duration)
     _print(json.dumps({"sent": sent}))
     return 0
@@ -221,6 +242,8 @@ def wait_http(url: str, timeout: float, proc: subprocess.Popen | None = None) ->
     deadline = time.monotonic() + timeout
     last: Exception | None = None
     while time.monotonic() < deadline:
+        if STOPPING.is_set():
+            raise Stop("stopped while waiting for the worker")
         if proc is not None and proc.poll() is not None:
             raise StackError(f"worker exited with code {proc.returncode}")
         try:
@@ -280,7 +303,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from agents.provision import ensure_topics
 
     settings = _settings(args)
-    signal.signal(signal.SIGTERM, _raise_stop)
+    handle_stop_signals()
     stack = start_stack(settings.kafka_url, settings.redis_url, settings.data_path / "stack")
     worker = trainer = None
     try:
@@ -310,10 +333,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
             f"{args.rate:.0f} events/s. Ctrl-C to stop."
         )
         sent = produce_live(settings, _simulator(args), args.rate, args.duration)
+        if STOPPING.is_set():
+            _print("stopping ...")
         _print(json.dumps({"sent": sent}))
         return 0
     except (KeyboardInterrupt, Stop):
-        _print("stopping ...")
+        _print("stopping now ...")
         return 0
     finally:
         stop_processes([trainer, worker])

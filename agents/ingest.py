@@ -65,10 +65,22 @@ def _reencode(raw: Any, encoding: str) -> bytes:
         return repr(raw).encode()
 
 
+#: Users whose owning partition is remembered (murmur2 in pure Python costs ~3 µs).
+OWNER_CACHE_SIZE = 1_000_000
+
+
 def decode_messages(
-    messages: list[tuple[bytes | None, bytes | None, dict[str, Any], int]], partitions: int
+    messages: list[tuple[bytes | None, bytes | None, dict[str, Any], int]],
+    partitions: int,
+    owners: dict[str, int] | None = None,
 ) -> DecodedBatch:
-    """Decode and validate (key, value, source, partition) messages; pure, no I/O."""
+    """Decode and validate (key, value, source, partition) messages; pure, no I/O.
+
+    ``owners`` caches user -> owning partition across calls.
+    """
+    owners = {} if owners is None else owners
+    if len(owners) > OWNER_CACHE_SIZE:
+        owners.clear()
     out = DecodedBatch()
     for position, (key, value, source, partition) in enumerate(messages):
         try:
@@ -82,13 +94,15 @@ def decode_messages(
                 event = validate_event(raw)
             except EventError as exc:
                 original = _reencode(raw, payload.encoding) if payload.is_batch else value
-                position = index if payload.is_batch else None
+                in_batch = index if payload.is_batch else None
                 out.rejections.append(
-                    (Rejection(str(exc), exc.field, original, position, key), source)
+                    (Rejection(str(exc), exc.field, original, in_batch, key), source)
                 )
                 continue
             user = event["user_id"]
-            owner = partition_for(user, partitions)
+            owner = owners.get(user)
+            if owner is None:
+                owner = owners[user] = partition_for(user, partitions)
             if owner != partition:
                 out.forwards[owner].append(event)
             else:
@@ -111,6 +125,7 @@ class Ingest:
         self.history = user_table(app, "user-history", settings.partitions)
         self._eventlog: EventLog | None = None
         self.last_offsets: dict[int, int] = {}
+        self.owners: dict[str, int] = {}
 
     @property
     def eventlog(self) -> EventLog:
@@ -158,7 +173,7 @@ class Ingest:
             messages.append((msg.key, msg.value, source, msg.partition))
             self.last_offsets[msg.partition] = msg.offset
             self.metrics.observe("tastestream_ingest_latency_seconds", max(now - msg.timestamp, 0))
-        decoded = decode_messages(messages, self.settings.partitions)
+        decoded = decode_messages(messages, self.settings.partitions, self.owners)
         self.metrics.inc("tastestream_messages_in_total", len(batch))
         self.metrics.inc("tastestream_events_in_total", decoded.items)
         for rejection, source in decoded.rejections:

@@ -47,6 +47,9 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
+#: Records per internal message (events ~200 B, pairs ~60 B: well under 1 MiB).
+INTERNAL_CHUNK = 1000
+
 
 def token_key(item_id: str, etype: str) -> str:
     """Table key of an interaction token: ``type:item_id`` (types hold no colon)."""
@@ -227,14 +230,21 @@ class StreamingState:
             cached.clear()
 
     async def publish_accepted(self, events: list[dict[str, Any]]) -> None:
-        """Hand newly accepted events to the state agents, one message per partition."""
+        """Hand newly accepted events to the state agents, in messages per partition."""
         by_partition: dict[int, list[dict[str, Any]]] = defaultdict(list)
         for event in events:
             by_partition[partition_for(event["user_id"], self.settings.partitions)].append(event)
         for partition, batch in by_partition.items():
-            await self.accepted_topic.send(
-                key=batch[0]["user_id"].encode(), value=encode_events(batch), partition=partition
-            )
+            await self.send_chunked(self.accepted_topic, partition, batch)
+
+    @staticmethod
+    async def send_chunked(topic: Any, partition: int, records: list[Any]) -> None:
+        """Messages of at most INTERNAL_CHUNK records: far below the broker's 1 MiB limit."""
+        for start in range(0, len(records), INTERNAL_CHUNK):
+            chunk = records[start : start + INTERNAL_CHUNK]
+            first = chunk[0]
+            key = first["user_id"] if isinstance(first, dict) else first[0]
+            await topic.send(key=key.encode(), value=encode_events(chunk), partition=partition)
 
     def read_views(self) -> tuple[ItemCatalogue, Popularity, int]:
         """Catalogue and popularity of the durable event log (run in a thread at start)."""
@@ -295,9 +305,7 @@ class StreamingState:
         self.catalogue.update_many(fresh_events)
         self.popularity.update_many(fresh_events)
         for partition, records in pairs_by_partition.items():
-            await self.pairs_topic.send(
-                key=records[0][0].encode(), value=encode_events(records), partition=partition
-            )
+            await self.send_chunked(self.pairs_topic, partition, records)
         self.mark_dirty({e["user_id"] for e in fresh_events})
 
     def update_bandits(self, items: list[tuple[dict[str, Any], Origin]]) -> None:

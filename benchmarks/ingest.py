@@ -691,7 +691,9 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--timeout", type=float, default=180.0, help="seconds per run, at most")
     parser.add_argument("--only", default=",".join(RUNS), help="comma list of " + ",".join(RUNS))
-    parser.add_argument("--profile", metavar="DIR", help="py-spy each worker run into DIR")
+    parser.add_argument(
+        "--profile", metavar="DIR", help="py-spy every run into DIR (keeps the work dir)"
+    )
     parser.add_argument("--kafka-url", default="", help="else an embedded broker is started")
     parser.add_argument("--redis-url", default="", help="else an embedded Redis is started")
     parser.add_argument("--seed", type=int, default=7)

@@ -183,3 +183,17 @@ def test_http_api(shared):
     assert shared.metric("tastestream_events_accepted_total") >= 3
     assert "tastestream_consumer_lag{partition=" in text
     assert "tastestream_ingest_latency_seconds_count" in text
+
+
+def test_decode_keeps_good_events_of_a_batch_with_bad_ones():
+    """Pure: rejects in a batch keep their index, and good events keep their message."""
+    from agents.ingest import decode_messages
+
+    user = "u-decode"
+    partition = partition_for(user, 4)
+    batch = [{"user_id": user, "type": "view"}] * 3 + [event(user, 1)]
+    source = {"topic": "t", "partition": partition, "offset": 5}
+    other = (None, b"\xc1", {"topic": "t", "partition": partition, "offset": 4}, partition)
+    decoded = decode_messages([other, (None, msgpack.packb(batch), source, partition)], 4)
+    assert [r.index for r, _ in decoded.rejections] == [None, 0, 1, 2]
+    assert decoded.by_user[user] and decoded.origin[user] == 1  # the second message
