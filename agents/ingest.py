@@ -185,6 +185,7 @@ class Ingest:
             self.metrics.inc("tastestream_events_forwarded_total", len(events))
         origins = {user: batch[i] for user, i in decoded.origin.items()}
         accepted = self.apply(decoded.by_user, origins)
+        self.history.flush_changelog()
         if accepted:
             self.eventlog.append(accepted)
             await self.app.streaming_state.publish_accepted(accepted)

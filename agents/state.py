@@ -33,7 +33,13 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 from typing import Any, Generic, TypeVar
 
-from agents.app import TastestreamApp, bytes_topic, source_event, user_table
+from agents.app import (
+    TastestreamApp,
+    bytes_topic,
+    flush_changelogs,
+    source_event,
+    user_table,
+)
 from models.bandit import UserBandit
 from models.catalogue import ItemCatalogue
 from models.cooccurrence import SessionWindow, TokenNeighbours
@@ -364,16 +370,19 @@ def register(app: TastestreamApp) -> StreamingState:
     async def trajectories(stream):
         async for batch in stream.take_events(size, within=within):
             await state.update_trajectories(_decode_batches(batch))
+            flush_changelogs(app)
 
     @app.agent(state.accepted_topic, name="bandits")
     async def bandits(stream):
         async for batch in stream.take_events(size, within=within):
             state.update_bandits(_decode_batches(batch))
+            flush_changelogs(app)
 
     @app.agent(state.pairs_topic, name="cooccurrence")
     async def cooccurrence(stream):
         async for batch in stream.take_events(size, within=within):
             state.update_cooccurrence(_decode_batches(batch))
+            flush_changelogs(app)
 
     @app.on_partitions_revoked.connect
     async def drop_caches(app, revoked, **kwargs: Any) -> None:

@@ -36,12 +36,17 @@ Prints one Markdown table (per source: lists served, mean list length, catalogue
 coverage, observed CTR and conversion per list, expected CTR and conversion per
 served item, each with its ratio to ``popularity``) and the command line.
 
-Run: ``python benchmarks/online_quality.py [--events 300000] [--max-sessions N]``
+``--variant JSON`` adds a row for home with other weights (``load_surfaces`` syntax),
+to price a recipe change before making it.
+
+Run: ``python benchmarks/online_quality.py [--events 300000] [--max-sessions N]
+[--ablation-every 2] [--variant '{"thompson": 0}']``
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import random
@@ -69,6 +74,7 @@ from models.surfaces import (
     Surface,
     SurfaceContext,
     generate,
+    load_surfaces,
 )
 from models.token_embedding import EmbeddingParams
 from models.training import TrainingParams, train_version
@@ -341,6 +347,13 @@ def main() -> None:
         default=2,
         help="leave-one-out home rows on every Nth served session (0: none)",
     )
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="JSON",
+        help="an extra home row: weights laid over home, e.g. '{\"thompson\": 0}' (repeatable)",
+    )
     args = parser.parse_args()
     print("command: python " + " ".join(sys.argv), f"(cpus={os.cpu_count()})")
     began = time.perf_counter()
@@ -367,19 +380,30 @@ def main() -> None:
 
     surfaces: dict[str, Surface] = {name: Surface(name, {name: 1.0}) for name in HOME_SOURCES}
     home = surfaces["home"] = DEFAULT_SURFACES["home"]
+    for variant in args.variant:
+        surfaces[f"home {variant}"] = load_surfaces({"home": json.loads(variant)})["home"]
     # Leave-one-out (does home lose anything without this source?), on a share of the
     # sessions to keep the run short, beside home's own lists on those same sessions.
     ablations: dict[str, Surface] = {}
     if args.ablation_every > 0:
         for source in home.sources(False):
             ablations[f"home - {source}"] = Surface("home", {**home.weights, source: 0.0})
-    home_sources: dict[str, dict[str, int]] = {"top": {}, "any": {}}
     names = [*surfaces, GLOBAL_TRENDING, RANDOM]
     if ablations:
         names[names.index("home") + 1 : names.index("home") + 1] = [HOME_SUBSET, *ablations]
     tallies = {name: Tally() for name in names}
     catalogue_items = [row["item_id"] for row in sim.catalogue()]
-    pick = random.Random(args.seed)
+    server = Server(
+        sim,
+        state,
+        model,
+        surfaces,
+        ablations,
+        tallies,
+        catalogue_items,
+        args,
+        random.Random(args.seed),
+    )
 
     outcomes = session_outcomes(test)
     served: dict[tuple[str, str], dict[str, list[str]]] = {}
@@ -400,22 +424,8 @@ def main() -> None:
                 pending = []
                 trajectory = state.trajectories.get(event["user_id"])
                 known[key] = set(trajectory.items) if trajectory is not None else set()
-                served[key] = serve_all(
-                    sim,
-                    state,
-                    model,
-                    event,
-                    surfaces,
-                    tallies,
-                    catalogue_items,
-                    pick,
-                    args,
-                    n,
-                    home_sources,
-                    ablations
-                    if args.ablation_every and len(served) % args.ablation_every == 0
-                    else {},
-                )
+                ablate = bool(ablations) and len(served) % args.ablation_every == 0
+                served[key] = server.serve(event, n, ablate)
                 if len(served) % 250 == 0:
                     say(f"{len(served):,} sessions served ({time.perf_counter() - started:.0f}s)")
             pending.append(event)
@@ -450,8 +460,8 @@ def main() -> None:
     print("| source | strongest contributor | any contribution |")
     print("|---|---|---|")
     for source in HOME_SOURCES:
-        top = home_sources["top"].get(source, 0) / home_items
-        anywhere = home_sources["any"].get(source, 0) / home_items
+        top = server.home_sources["top"].get(source, 0) / home_items
+        anywhere = server.home_sources["any"].get(source, 0) / home_items
         print(f"| {source} | {100 * top:.1f}% | {100 * anywhere:.1f}% |")
     print(
         f"\ntrain {train_seconds:.0f}s, replay {replay_seconds:.0f}s, "
@@ -459,61 +469,70 @@ def main() -> None:
     )
 
 
-def serve_all(
-    sim: ClickstreamSimulator,
-    state: ReplayedState,
-    model: ModelParts,
-    event: Mapping[str, Any],
-    surfaces: Mapping[str, Surface],
-    tallies: Mapping[str, Tally],
-    catalogue_items: list[str],
-    pick: random.Random,
-    args: argparse.Namespace,
-    n: int,
-    home_sources: dict[str, dict[str, int]],
-    ablations: Mapping[str, Surface],
-) -> dict[str, list[str]]:
-    """Serve every row's list for the session starting with ``event``; tally the expected."""
-    user, now = event["user_id"], event["ts"]
-    lists: dict[str, list[str]] = {}
+@dataclass
+class Server:
+    """Serves and tallies every row's list for one test session at a time."""
 
-    def record(name: str, items: list[str], seconds: float) -> None:
-        clicks, converts = expected_rates(sim, user, items, now)
-        tallies[name].add(items, clicks, converts)
-        tallies[name].seconds += seconds
-        lists[name] = items
+    sim: ClickstreamSimulator
+    state: ReplayedState
+    model: ModelParts
+    surfaces: Mapping[str, Surface]
+    ablations: Mapping[str, Surface]
+    tallies: Mapping[str, Tally]
+    catalogue_items: list[str]
+    args: argparse.Namespace
+    pick: random.Random = field(default_factory=random.Random)
+    #: "top" / "any": source -> home items it was the strongest / any contributor of.
+    home_sources: dict[str, dict[str, int]] = field(default_factory=lambda: {"top": {}, "any": {}})
 
-    # One context per session, as the agent builds one per request; its rng seeds Thompson.
-    ctx = state.context(
-        user,
-        now,
-        model,
-        k=args.k,
-        per_source=args.per_source,
-        rng=np.random.default_rng((args.seed, n)),
-    )
-    for name, surface in surfaces.items():
+    def serve(self, event: Mapping[str, Any], n: int, ablate: bool) -> dict[str, list[str]]:
+        """Every row's list for the session starting with ``event``; tally the expected."""
+        user, now, args = event["user_id"], event["ts"], self.args
+        lists: dict[str, list[str]] = {}
+
+        def record(name: str, items: list[str], seconds: float) -> None:
+            clicks, converts = expected_rates(self.sim, user, items, now)
+            self.tallies[name].add(items, clicks, converts)
+            self.tallies[name].seconds += seconds
+            lists[name] = items
+
+        # One context per session, as the agent builds one per request; its rng seeds
+        # Thompson sampling.
+        ctx = self.state.context(
+            user,
+            now,
+            self.model,
+            k=args.k,
+            per_source=args.per_source,
+            rng=np.random.default_rng((args.seed, n)),
+        )
+        for name, surface in self.surfaces.items():
+            t0 = time.perf_counter()
+            chosen = generate(surface, ctx)
+            seconds = time.perf_counter() - t0
+            record(name, [c.item_id for c in chosen], seconds)
+            if name == "home":
+                self._attribute(chosen)
+                if ablate:
+                    record(HOME_SUBSET, lists[name], seconds)
+        for name, surface in self.ablations.items() if ablate else ():
+            t0 = time.perf_counter()
+            record(name, [c.item_id for c in generate(surface, ctx)], time.perf_counter() - t0)
         t0 = time.perf_counter()
-        chosen = generate(surface, ctx)
-        record(name, [c.item_id for c in chosen], time.perf_counter() - t0)
-        if name == "home":
-            for c in chosen:
-                home_sources["top"][c.source] = home_sources["top"].get(c.source, 0) + 1
-                for source in c.sources:
-                    home_sources["any"][source] = home_sources["any"].get(source, 0) + 1
-            if ablations:
-                record(HOME_SUBSET, lists[name], 0.0)
-    for name, surface in ablations.items():
-        t0 = time.perf_counter()
-        record(name, [c.item_id for c in generate(surface, ctx)], time.perf_counter() - t0)
-    t0 = time.perf_counter()
-    # The popularity source without the user's top category: plain trending.
-    ctx = state.context(user, now, model, k=args.k, per_source=args.per_source)
-    ctx.category_of = None
-    items = [c.item_id for c in generate(surfaces[BASELINE], ctx)]
-    record(GLOBAL_TRENDING, items, time.perf_counter() - t0)
-    record(RANDOM, pick.sample(catalogue_items, args.k), 0.0)
-    return lists
+        # The popularity source without the user's top category: plain trending.
+        ctx = self.state.context(user, now, self.model, k=args.k, per_source=args.per_source)
+        ctx.category_of = None
+        items = [c.item_id for c in generate(self.surfaces[BASELINE], ctx)]
+        record(GLOBAL_TRENDING, items, time.perf_counter() - t0)
+        record(RANDOM, self.pick.sample(self.catalogue_items, args.k), 0.0)
+        return lists
+
+    def _attribute(self, chosen: Iterable[Any]) -> None:
+        top, anywhere = self.home_sources["top"], self.home_sources["any"]
+        for c in chosen:
+            top[c.source] = top.get(c.source, 0) + 1
+            for source in c.sources:
+                anywhere[source] = anywhere.get(source, 0) + 1
 
 
 if __name__ == "__main__":
