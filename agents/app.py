@@ -54,6 +54,9 @@ class Utf8KeyCodec(codecs.Codec):
         return s.decode()
 
 
+#: Largest batched changelog record: well under Kafka's default 1 MiB message limit.
+MAX_RECORD_BYTES = 512 * 1024
+
 TABLE_CODEC = "tastestream-msgpack"
 KEY_CODEC = "tastestream-utf8"
 codecs.register(TABLE_CODEC, MsgpackCodec())
@@ -116,11 +119,32 @@ class UserTable(faust.Table):
         raise NotImplementedError("user tables never delete keys")
 
     def flush_changelog(self) -> int:
-        """Send the buffered writes: one record per partition. Returns the records sent."""
+        """Send the buffered writes, one record per partition (split below MAX_RECORD_BYTES).
+
+        Values are encoded once, here, into a msgpack map built by hand; the
+        topic's codec reads it back as a plain map. Returns the records sent.
+        """
         pending, self.pending = self.pending, {}
+        packer = msgpack.Packer(use_bin_type=True)
+        sent = 0
         for partition, values in pending.items():
-            self.send_changelog(partition, f"batch:{partition}", values)
-        return len(pending)
+            parts: list[bytes] = []
+            size = 0
+            for key, value in values.items():
+                part = packer.pack(key) + packer.pack(value)
+                if parts and size + len(part) > MAX_RECORD_BYTES:
+                    self._send_map(partition, packer, parts)
+                    sent += 1
+                    parts, size = [], 0
+                parts.append(part)
+                size += len(part)
+            self._send_map(partition, packer, parts)
+            sent += 1
+        return sent
+
+    def _send_map(self, partition: int, packer: msgpack.Packer, parts: list[bytes]) -> None:
+        data = packer.pack_map_header(len(parts)) + b"".join(parts)
+        self.send_changelog(partition, f"batch:{partition}", data, value_serializer="raw")
 
     def apply_changelog_batch(self, batch: Any) -> None:
         """Recovery: expand each batched record into the per-key writes it stands for."""

@@ -14,16 +14,19 @@ agents fold events, and lists are served with :func:`models.surfaces.generate`.
    with the agents' default settings.
 4. Walk the test window in ``ts`` order, folding every event into that state.
    At the first event of every session that starts in the window, before
-   folding it in, serve ``--k`` items from each source alone (a one-source
+   folding it in (``--serve-at first-click``: right after folding the session's
+   first click in), serve ``--k`` items from each source alone (a one-source
    :class:`~models.surfaces.Surface`), from the full ``home`` recipe and from
    two references: global trending (the popularity source without a category)
    and ``k`` random catalogue items.
-5. Score each list two ways:
+5. Score each list two ways (leave-one-out rows: ``home`` without one source,
+   on every ``--ablation-every``-th session, beside ``home`` on those sessions):
 
    * **observed**: did the user click (click-through) / cart or buy
-     (conversion) any served item during that session;
+     (conversion) any served item later in that session; *novel*
+     click-through counts only items the user had not interacted with before;
    * **expected**: the simulator's own probabilities for the served items, had
-     the user been shown them at the session's start: with ``g`` the user's
+     the user been shown them at the serve point: with ``g`` the user's
      gain for the item's category (from :meth:`ClickstreamSimulator.user_taste`),
      P(click) = min(.95, click_rate * g) and P(conversion) = P(click) *
      min(.9, cart_rate * g) (a cart follows the click, of the item or of one
@@ -32,9 +35,11 @@ agents fold events, and lists are served with :func:`models.surfaces.generate`.
      model has no item-level taste, so "expected" grades category fit and
      availability, "observed" grades predicting the very items the user went to.
 
-Prints one Markdown table (per source: lists served, mean list length, catalogue
-coverage, observed CTR and conversion per list, expected CTR and conversion per
-served item, each with its ratio to ``popularity``) and the command line.
+Prints the command line, one Markdown table (per row: lists served, mean list
+length, catalogue coverage, observed CTR, novel CTR and conversion per list,
+expected CTR and conversion per served item, each with its ratio to
+``popularity``, and ms per list), which sources home's items came from, and
+the stage times.
 
 ``--variant JSON`` adds a row for home with other weights (``load_surfaces`` syntax),
 to price a recipe change before making it.
@@ -50,6 +55,7 @@ import json
 import math
 import os
 import random
+import shlex
 import sys
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -308,18 +314,22 @@ def report_markdown(rows: Mapping[str, dict[str, float]], baseline: str = BASELI
 
 
 # -- the run -----------------------------------------------------------------------
-def session_outcomes(
-    events: Iterable[Mapping[str, Any]],
-) -> dict[tuple[str, str], tuple[set[str], set[str]]]:
-    """(user, session) -> (items clicked, items carted or bought) in that session."""
-    out: dict[tuple[str, str], tuple[set[str], set[str]]] = {}
-    for e in events:
-        etype = e["type"]
-        if etype != "click" and etype not in CONVERSION_TYPES:
-            continue
-        clicked, converted = out.setdefault((e["user_id"], e["session_id"]), (set(), set()))
-        (clicked if etype == "click" else converted).add(e["item_id"])
-    return out
+def record_outcome(
+    outcomes: dict[tuple[str, str], tuple[set[str], set[str]]], event: Mapping[str, Any]
+) -> None:
+    """Add a session's click or cart/purchase to ``outcomes[(user, session)]``.
+
+    >>> out = {}
+    >>> record_outcome(out, {"user_id": "u", "session_id": "s", "item_id": "a", "type": "cart"})
+    >>> out
+    {('u', 's'): (set(), {'a'})}
+    """
+    etype = event["type"]
+    if etype != "click" and etype not in CONVERSION_TYPES:
+        return
+    key = (event["user_id"], event["session_id"])
+    clicked, converted = outcomes.setdefault(key, (set(), set()))
+    (clicked if etype == "click" else converted).add(event["item_id"])
 
 
 def say(message: str) -> None:
@@ -342,6 +352,12 @@ def main() -> None:
         "--max-sessions", type=int, default=None, help="serve only the first N test sessions"
     )
     parser.add_argument(
+        "--serve-at",
+        choices=("start", "first-click"),
+        default="start",
+        help="serve before a session's first event, or right after its first click",
+    )
+    parser.add_argument(
         "--ablation-every",
         type=int,
         default=2,
@@ -355,7 +371,8 @@ def main() -> None:
         help="an extra home row: weights laid over home, e.g. '{\"thompson\": 0}' (repeatable)",
     )
     args = parser.parse_args()
-    print("command: python " + " ".join(sys.argv), f"(cpus={os.cpu_count()})")
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"command: python {shlex.join(sys.argv)}  (cpus={os.cpu_count()}, load {load})")
     began = time.perf_counter()
 
     sim = ClickstreamSimulator(SimulatorConfig(users=args.users, items=args.items, seed=args.seed))
@@ -405,22 +422,27 @@ def main() -> None:
         random.Random(args.seed),
     )
 
-    outcomes = session_outcomes(test)
+    outcomes: dict[tuple[str, str], tuple[set[str], set[str]]] = {}
     served: dict[tuple[str, str], dict[str, list[str]]] = {}
     known: dict[tuple[str, str], set[str]] = {}
     # Sessions already running at the cut are not test sessions.
     running = {(e["user_id"], e["session_id"]) for e in train}
+    at_click = args.serve_at == "first-click"
     started = time.perf_counter()
     pending: list[dict[str, Any]] = []
     with RunOnce():
         for n, event in enumerate(test):
             key = (event["user_id"], event["session_id"])
-            if (
-                key not in served
-                and key not in running
+            if key in served:
+                record_outcome(outcomes, event)  # what the user did after the serve point
+            elif (
+                key not in running
+                and (not at_click or event["type"] == "click")
                 and (args.max_sessions is None or len(served) < args.max_sessions)
             ):
-                state.fold(pending)  # everything before this session's first event
+                if at_click:
+                    pending.append(event)  # served right after the click: the state has it
+                state.fold(pending)
                 pending = []
                 trajectory = state.trajectories.get(event["user_id"])
                 known[key] = set(trajectory.items) if trajectory is not None else set()
@@ -428,6 +450,9 @@ def main() -> None:
                 served[key] = server.serve(event, n, ablate)
                 if len(served) % 250 == 0:
                     say(f"{len(served):,} sessions served ({time.perf_counter() - started:.0f}s)")
+                if at_click:
+                    continue
+                record_outcome(outcomes, event)
             pending.append(event)
     state.fold(pending)
     serve_seconds = time.perf_counter() - started
@@ -442,16 +467,17 @@ def main() -> None:
     print()
     print(
         f"## Online quality, simulator {args.events:,} events, seed {args.seed}, "
-        f"last {args.test_hours:g} h served, k = {args.k}\n"
+        f"last {args.test_hours:g} h served at {args.serve_at}, k = {args.k}\n"
     )
     print(
         f"{len(served):,} test sessions of {len({u for u, _ in served}):,} users; "
-        f"{sum(1 for o in outcomes.values() if o[0]):,} sessions with a click, "
-        f"{sum(1 for o in outcomes.values() if o[1]):,} with a cart or purchase. "
+        f"{sum(1 for o in outcomes.values() if o[0]):,} of them with a click, "
+        f"{sum(1 for o in outcomes.values() if o[1]):,} with a cart or purchase "
+        f"after the serve point ({args.serve_at}). "
         "Observed: share of served lists holding an item the user clicked (carted or "
-        "bought) in that session; novel: clicked and not among the user's earlier "
+        "bought) later in that session; novel: clicked and not among the user's earlier "
         "interactions. Expected: the simulator's P(click) and P(click then cart) per "
-        "served item at the session's start. ms / list: a source's own rows include its "
+        "served item at the serve point. ms / list: a source's own rows include its "
         "run; home and its leave-one-out rows reuse those outputs (merge and filters only).\n"
     )
     print(report_markdown(rows))
