@@ -24,7 +24,7 @@ Examples
 ...     Candidate("rug", 0.62, "cooccurrence", "62% who carted Desk bought this"),
 ... ], weights={"etsy_user": 1.0, "cooccurrence": 0.5})
 >>> [(c.item_id, round(c.score, 3), c.sources) for c in merged]
-[('lamp', 1.0, ('etsy_user', 'cooccurrence')), ('rug', 0.5, ('cooccurrence',))]
+[('lamp', 1.25, ('etsy_user', 'cooccurrence')), ('rug', 0.5, ('cooccurrence',))]
 >>> Filters(exclude={"rug"}).apply(merged)[0].item_id
 'lamp'
 >>> explain(merged[0])
@@ -50,19 +50,16 @@ def _contains(ids: IdSet, key: str) -> bool:
 
 
 def normalised(scores: Sequence[float]) -> list[float]:
-    """One source's scores on ``[0, 1]`` by min-max: its best 1, its worst 0.
+    """One source's scores on ``[0, 1]``: divided by the best, or min-max if any is negative.
 
-    Scales differ between sources (cosines bunched at 0.986-0.992, probabilities
-    spread over 0.01-0.6): dividing by the best let the bunched source take 91%
-    of the home list on the simulator (benchmarks/online_quality.py). Min-max
-    spreads every source over the same range.
-
-    >>> normalised([0.99, 0.98, 0.5]), normalised([-1.0, 1.0, 3.0]), normalised([0.7, 0.7])
-    ([1.0, 0.9795918367346939, 0.0], [0.0, 0.5, 1.0], [1.0, 1.0])
+    >>> normalised([0.62, 0.31]), normalised([-1.0, 1.0, 3.0]), normalised([0.0, 0.0])
+    ([1.0, 0.5], [0.0, 0.5, 1.0], [1.0, 1.0])
     """
     if not scores:
         return []
     lo, hi = min(scores), max(scores)
+    if lo >= 0.0:
+        return [s / hi for s in scores] if hi > 0.0 else [1.0] * len(scores)
     if hi == lo:
         return [1.0] * len(scores)
     return [(s - lo) / (hi - lo) for s in scores]
