@@ -256,6 +256,10 @@ SOURCES: dict[str, SourceSpec] = {
     "cart_embedding": SourceSpec(_cart_embedding),
     "cart_cooccurrence": SourceSpec(_cart_cooccurrence),
     "popularity": SourceSpec(_popularity, fallback=True),
+    # The same trending-in-your-top-category list as a primary source: on the
+    # simulator it beat every personalised source at session start
+    # (benchmarks/online_quality.py), so home blends it in, not only as a fill.
+    "category_trending": SourceSpec(_popularity),
 }
 
 
@@ -289,6 +293,7 @@ DEFAULT_SURFACES: dict[str, Surface] = {
             "thompson": 0.5,
             "user_vector": 0.7,
             "cooccurrence": 1.0,
+            "category_trending": 0.8,
             "popularity": 0.3,
         },
     ),
