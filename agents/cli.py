@@ -121,6 +121,11 @@ def run_worker(settings: Settings) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
+    # One BLAS thread per worker: requests run concurrently on the event loop and
+    # a worker per core scales out; BLAS threads would only fight over the cores.
+    # (Set before numpy is first imported, which happens in create_app.)
+    for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(name, "1")
     settings = _settings(args)
     stack = start_stack(settings.kafka_url, settings.redis_url, settings.data_path / "stack")
     try:

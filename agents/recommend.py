@@ -186,16 +186,29 @@ class Recommender:
         return f"{self.redis_prefix}:{surface}:{user_id}"
 
     def cached(self, user_id: str, surface: str, k: int) -> dict[str, Any] | None:
-        """The precomputed list, if it is still current (user unchanged, same model)."""
+        """The precomputed list, if the user's state has not changed since.
+
+        After a model swap a list may still come from the previous version (it
+        says which in ``model_version``) until the refresh reaches it: the
+        model is the slow-moving half, and recomputing every list on every
+        request after a swap would stall the worker.
+        """
         body = self.latest.get((surface, user_id))
-        if body is None or user_id in self.state.dirty_users:
-            return None
-        serving = getattr(self.app, "serving", None)
-        if body["model_version"] != (serving.live_version if serving is not None else None):
-            return None
-        if k > self.settings.recs_k:
+        if body is None or user_id in self.state.dirty_users or k > self.settings.recs_k:
             return None
         return {**body, "items": body["items"][:k]}
+
+    def outdated_users(self, limit: int) -> list[str]:
+        """Users whose cached lists came from another model version than the live one."""
+        serving = getattr(self.app, "serving", None)
+        live = serving.live_version if serving is not None else None
+        users: dict[str, None] = {}
+        for (_, user), body in self.latest.items():
+            if body["model_version"] != live:
+                users[user] = None
+                if len(users) >= limit:
+                    break
+        return list(users)
 
     def remember(self, surface: str, user_id: str, body: dict[str, Any]) -> None:
         key = (surface, user_id)
@@ -217,7 +230,7 @@ class Recommender:
             if done and time.monotonic() > deadline:
                 break
             # Discarded before computing: a change that lands meanwhile marks it again.
-            self.state.dirty_users.discard(user)
+            self.state.dirty_users.pop(user, None)
             for surface in REDIS_SURFACES:
                 if surface not in self.surfaces:
                     continue
@@ -313,6 +326,9 @@ def register(app: TastestreamApp) -> Recommender:
         # Users stay in the dirty set (so GETs recompute rather than serve a stale
         # list) until the refresh reaches them; the rest wait for the next tick.
         users = list(app.streaming_state.dirty_users)
+        if not users:
+            # Idle: bring lists made by a previous model version up to date.
+            users = recommender.outdated_users(limit=200)
         if not users:
             return
         started = time.monotonic()

@@ -227,7 +227,9 @@ class StreamingState:
         self.catalogue = ItemCatalogue()
         self.popularity = Popularity(half_life=settings.popularity_half_life_seconds)
         #: Users whose state changed since their recommendations were last written.
-        self.dirty_users: set[str] = set()
+        #: Users whose lists are stale, oldest change first (an insertion-ordered
+        #: set): the refresh serves them in that order, so none starves.
+        self.dirty_users: dict[str, None] = {}
         self.on_user_change: list[Callable[[set[str]], Any]] = []
 
     # -- helpers ---------------------------------------------------------------
@@ -344,7 +346,8 @@ class StreamingState:
                 self.neighbours.put(p_key, entry, pairs[0][1])
 
     def mark_dirty(self, users: set[str]) -> None:
-        self.dirty_users |= users
+        for user in users:
+            self.dirty_users.setdefault(user, None)
 
 
 def _source_token(record: list[Any]) -> str:

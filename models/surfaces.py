@@ -34,6 +34,7 @@ Examples
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -205,6 +206,16 @@ def _popularity(ctx: SurfaceContext) -> list[Candidate] | None:
     return popularity(ctx.popularity, now=ctx.now, k=ctx.per_source, category=category)
 
 
+def _category_trending(ctx: SurfaceContext) -> list[Candidate] | None:
+    # Only for users with a top category: a new user gets plain popularity (the fallback).
+    if ctx.popularity is None or top_category(ctx.trajectory, ctx.category_of, ctx.now) is None:
+        return None
+    found = _popularity(ctx)
+    if found is None:
+        return None
+    return [dataclasses.replace(c, source="category_trending") for c in found]
+
+
 def _item_embedding(ctx: SurfaceContext) -> list[Candidate] | None:
     if ctx.item_id is None or ctx.index is None:
         return None
@@ -259,7 +270,7 @@ SOURCES: dict[str, SourceSpec] = {
     # The same trending-in-your-top-category list as a primary source: on the
     # simulator it beat every personalised source at session start
     # (benchmarks/online_quality.py), so home blends it in, not only as a fill.
-    "category_trending": SourceSpec(_popularity),
+    "category_trending": SourceSpec(_category_trending),
 }
 
 

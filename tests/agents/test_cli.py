@@ -10,7 +10,7 @@ import sys
 import time
 
 import psutil
-from conftest import REPO, consume_all, http, settings_env, wait_until
+from support import REPO, consume_all, http, settings_env, wait_until
 
 from agents.stack import free_port
 

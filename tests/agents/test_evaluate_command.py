@@ -9,7 +9,7 @@ import sys
 
 import msgpack
 import pytest
-from conftest import REPO
+from support import REPO
 
 from agents.evaluate_command import add_parser, cmd_evaluate
 from models.simulator import ClickstreamSimulator, SimulatorConfig, write_jsonl

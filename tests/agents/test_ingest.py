@@ -9,7 +9,7 @@ import uuid
 import msgpack
 import pytest
 from confluent_kafka import Producer
-from conftest import WorkerProcess, consume_all, http, wait_until
+from support import WorkerProcess, consume_all, http, wait_until
 
 from streams.deadletter import original_bytes
 from streams.topics import partition_for

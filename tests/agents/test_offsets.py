@@ -2,7 +2,7 @@
 
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
-from conftest import consume_all
+from support import consume_all
 
 from agents.offsets import true_end_offsets
 

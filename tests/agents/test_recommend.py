@@ -10,7 +10,7 @@ import uuid
 import pytest
 import redis
 from confluent_kafka import Producer
-from conftest import consume_all, http, send_events, wait_until
+from support import consume_all, http, send_events, wait_until
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ import threading
 import time
 
 import pytest
-from conftest import http, wait_until
+from support import http, wait_until
 
 from agents.producer import EventProducer
 from streams.eventlog import read_logs

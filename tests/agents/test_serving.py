@@ -12,7 +12,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from conftest import WorkerProcess, http, wait_until
+from support import WorkerProcess, http, wait_until
 
 from agents.serving import ModelServer, ModelSlots
 from agents.trainer import announce

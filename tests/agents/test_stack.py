@@ -8,7 +8,7 @@ import time
 
 import redis
 from confluent_kafka.admin import AdminClient
-from conftest import REPO, wait_until
+from support import REPO, wait_until
 
 from agents.stack import start_stack
 

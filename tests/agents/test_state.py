@@ -6,7 +6,7 @@ import time
 import uuid
 
 import pytest
-from conftest import http, send_events, wait_until
+from support import http, send_events, wait_until
 
 
 @pytest.fixture(scope="module")

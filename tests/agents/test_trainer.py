@@ -6,7 +6,7 @@ import json
 import subprocess
 import sys
 
-from conftest import REPO, consume_all, settings_env
+from support import REPO, consume_all, settings_env
 
 from agents.trainer import parse_interval
 from models.model_version import current_version, list_versions

@@ -23,7 +23,7 @@ from pathlib import Path
 import aiohttp
 import numpy as np
 import pytest
-from conftest import REPO, WorkerProcess, http, make_settings, settings_env, wait_until
+from support import REPO, WorkerProcess, http, make_settings, settings_env, wait_until
 
 from agents.producer import EventProducer
 from agents.provision import ensure_topics

@@ -137,13 +137,14 @@ def test_offline_sellers_unavailable_and_excluded_items_never_appear(world):
 def test_home_without_a_model_uses_cooccurrence_then_popularity(world):
     trace: dict = {}
     found = generate(DEFAULT_SURFACES["home"], context(world, model=None), trace)
-    assert {s for c in found for s in c.sources} == {"cooccurrence", "popularity"}
-    assert found[0].source == "cooccurrence"  # primary first, popularity fills the tail
-    assert found[-1].source == "popularity"
+    sources = {s for c in found for s in c.sources}
+    # Model-free primaries, then popularity fills the tail if the list is short.
+    assert {"cooccurrence", "category_trending"} <= sources
+    assert sources <= {"cooccurrence", "category_trending", "popularity"}
     assert set(trace["skipped"]) == {
         "etsy_user", "tk_voting", "trajectory_line", "thompson", "user_vector",
     }  # fmt: skip
-    assert "%" in found[0].reason
+    assert any("%" in c.reason for c in found if c.source == "cooccurrence")
 
 
 def test_brand_new_user_gets_popularity_only(world):

@@ -1,0 +1,265 @@
+"""Shared fixtures and helpers: one real broker and one real Redis for the whole session.
+
+Every test that needs Kafka gets its own topic prefix (so tests never see each
+other's messages) on the session's embedded Tansu broker, or on the Kafka that
+``TASTESTREAM_TEST_KAFKA_URL`` names (run the suite against Apache Kafka that
+way); likewise Redis with ``TASTESTREAM_TEST_REDIS_URL``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import confluent_kafka
+import pytest
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+from agents.provision import ensure_topics
+from agents.settings import Settings
+from agents.stack import Stack, free_port, start_stack
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    started = start_stack(
+        os.environ.get("TASTESTREAM_TEST_KAFKA_URL", ""),
+        os.environ.get("TASTESTREAM_TEST_REDIS_URL", ""),
+        tmp_path_factory.mktemp("stack"),
+    )
+    yield started
+    started.stop()
+
+
+def make_settings(stack: Stack, data_dir: Path, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "kafka_url": stack.kafka_url,
+        "redis_url": stack.redis_url,
+        "topic_prefix": f"t{uuid.uuid4().hex[:10]}",
+        "data_dir": str(data_dir),
+        "web_port": free_port(),
+        "partitions": 4,
+        "session_timeout_seconds": 4.0,
+        "ingest_batch_seconds": 0.02,
+        "log_fsync": "interval",
+    }
+    values.update(overrides)
+    settings = Settings(**values)
+    settings.check()
+    return settings
+
+
+@pytest.fixture
+def settings(stack: Stack, tmp_path: Path) -> Settings:
+    """Fresh topics (a new prefix) and a fresh data dir for one test."""
+    s = make_settings(stack, tmp_path / "data")
+    ensure_topics(s)
+    return s
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    env = dict(os.environ)
+    for name, value in vars(settings).items():
+        env["TASTESTREAM_" + name.upper()] = (
+            json.dumps(value) if isinstance(value, dict) else str(value)
+        )
+    env["TASTESTREAM_LOG_LEVEL"] = "warning"
+    env["PYTHONPATH"] = str(REPO)
+    return env
+
+
+def http(method: str, url: str, body: Any = None, timeout: float = 10.0) -> tuple[int, Any]:
+    """(status, decoded JSON or text) for one request."""
+    data = None
+    headers = {}
+    if body is not None:
+        data = body if isinstance(body, bytes) else json.dumps(body).encode()
+        headers["Content-Type"] = "application/json"
+    request = urllib.request.Request(url, data=data, method=method, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as resp:
+            status, raw = resp.status, resp.read()
+            ctype = resp.headers.get("Content-Type", "")
+    except urllib.error.HTTPError as exc:
+        status, raw, ctype = exc.code, exc.read(), exc.headers.get("Content-Type", "")
+    return status, (json.loads(raw) if "json" in ctype else raw.decode())
+
+
+def wait_until(predicate, timeout: float = 30.0, interval: float = 0.1, what: str = "condition"):
+    """Poll ``predicate`` until it returns a truthy value; fail the test after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}; last: {last!r}")
+
+
+@dataclass
+class WorkerProcess:
+    """A real ``tastestream worker`` process against the session's broker and Redis."""
+
+    settings: Settings
+    log_path: Path
+    proc: subprocess.Popen | None = None
+    restarts: int = field(default=0)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.settings.web_host}:{self.settings.web_port}"
+
+    def start(self, timeout: float = 60.0) -> WorkerProcess:
+        log = open(self.log_path, "ab")  # noqa: SIM115 - closed with the process
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "agents.cli", "worker"],
+            env=settings_env(self.settings),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=str(REPO),
+        )
+        log.close()
+        wait_until(self._ready, timeout=timeout, interval=0.2, what=f"worker at {self.url}")
+        return self
+
+    def _ready(self) -> bool:
+        if self.proc is not None and self.proc.poll() is not None:
+            raise AssertionError(f"worker exited with {self.proc.returncode}:\n{self.log_tail()}")
+        try:
+            status, body = http("GET", self.url + "/health", timeout=2)
+        except OSError:
+            return False
+        # /health answers before partitions are assigned and tables recovered.
+        return status == 200 and body.get("ready", False)
+
+    def log_tail(self, chars: int = 4000) -> str:
+        return self.log_path.read_text(errors="replace")[-chars:] if self.log_path.exists() else ""
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown hooks, no flush, like a crashed machine process."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self) -> int | None:
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        return self.proc.returncode
+
+    def history(self, user_id: str) -> list[dict[str, Any]]:
+        status, body = http("GET", f"{self.url}/users/{user_id}/history")
+        return body["events"] if status == 200 else []
+
+    def metric(self, name: str) -> float:
+        _, text = http("GET", self.url + "/metrics")
+        total = 0.0
+        for line in text.splitlines():
+            if line.startswith(name + " ") or line.startswith(name + "{"):
+                total += float(line.rsplit(" ", 1)[1])
+        return total
+
+
+@pytest.fixture
+def worker_factory(tmp_path: Path) -> Iterator:
+    workers: list[WorkerProcess] = []
+
+    def start(settings: Settings) -> WorkerProcess:
+        worker = WorkerProcess(settings, tmp_path / f"worker-{len(workers)}.log")
+        workers.append(worker)
+        return worker.start()
+
+    yield start
+    for worker in workers:
+        worker.stop()
+
+
+@pytest.fixture
+def worker(settings: Settings, worker_factory) -> WorkerProcess:
+    return worker_factory(settings)
+
+
+@pytest.fixture(scope="module")
+def module_worker(
+    stack: Stack, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[WorkerProcess]:
+    """One worker (own topics) shared by a module's tests; each test uses its own ids."""
+    base = tmp_path_factory.mktemp("module-worker")
+    module_settings = make_settings(stack, base / "data")
+    ensure_topics(module_settings)
+    started = WorkerProcess(module_settings, base / "worker.log").start()
+    yield started
+    started.stop()
+
+
+def send_events(settings: Settings, events: list[dict[str, Any]]) -> None:
+    """Produce ``events`` as the CLI does (validated, batched per partition) and flush."""
+    from agents.producer import EventProducer
+
+    producer = EventProducer(settings)
+    producer.send_many(events)
+    producer.flush()
+
+
+def consume_all(bootstrap: str, topic: str, expect: int, timeout: float = 20.0) -> list[Any]:
+    """Read ``expect`` messages of ``topic`` from the beginning (confluent-kafka)."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"test-{uuid.uuid4().hex[:8]}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+            "log_level": 3,
+        }
+    )
+    # assign, not subscribe: a group join on Tansu waits about half the session timeout.
+    partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
+    out: list[Any] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while len(out) < expect and time.monotonic() < deadline:
+            msg = consumer.poll(0.5)
+            if msg is None or msg.error():
+                continue
+            out.append(msg)
+    finally:
+        consumer.close()
+    return out
+
+
+@pytest.fixture(scope="session")
+def kcat(tmp_path_factory) -> tuple[str, dict]:
+    """Debian's kcat, linked against the librdkafka that the confluent-kafka wheel carries.
+
+    Debian's own librdkafka 2.0 cannot parse Tansu's ApiVersions reply.
+    """
+    binary = shutil.which("kcat")
+    assert binary, "kcat is not installed: the test command installs it (apt-get install kcat)"
+    libs = Path(confluent_kafka.__file__).resolve().parent.parent / "confluent_kafka.libs"
+    wheel_lib = next(libs.glob("librdkafka-*.so.1"))
+    shim = tmp_path_factory.mktemp("kcat-lib")
+    (shim / "librdkafka.so.1").symlink_to(wheel_lib)
+    env = dict(os.environ, LD_LIBRARY_PATH=str(shim))
+    return binary, env
