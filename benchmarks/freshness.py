@@ -56,17 +56,15 @@ import json
 import math
 import os
 import shlex
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
-import uuid
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from harness import read_metrics, start_worker, stop_worker, worker_overrides
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -101,62 +99,6 @@ def percentiles(seconds: list[float], missing: int = 0) -> dict[str, float]:
         "p99": rank(99),
         "max": ms[-1] if ms[-1] == math.inf else round(ms[-1], 1),
     }
-
-
-def worker_env(overrides: dict[str, str]) -> dict[str, str]:
-    """This process's environment plus ``TASTESTREAM_<KEY>`` for each override."""
-    env = dict(os.environ)
-    env.update({"TASTESTREAM_" + k.upper(): str(v) for k, v in overrides.items()})
-    env["PYTHONPATH"] = str(REPO)
-    return env
-
-
-def read_metrics(url: str) -> dict[str, float]:
-    """Counter totals (labels summed) from ``GET /metrics``."""
-    with urllib.request.urlopen(url + "/metrics", timeout=5) as resp:
-        text = resp.read().decode()
-    totals: Counter = Counter()
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            totals[line.split("{", 1)[0].split(" ", 1)[0]] += float(line.rsplit(" ", 1)[1])
-    return dict(totals)
-
-
-def start_worker(overrides: dict[str, str], log_path: Path, timeout: float = 90.0):
-    """``python -m agents.cli worker`` with ``overrides``; returns once /health says ready."""
-    url = f"http://127.0.0.1:{overrides['web_port']}"
-    with open(log_path, "ab") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "agents.cli", "worker"],
-            env=worker_env(overrides),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=str(REPO),
-        )
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            tail = log_path.read_text(errors="replace")[-3000:]
-            raise RuntimeError(f"worker exited {proc.returncode}:\n{tail}")
-        try:
-            with urllib.request.urlopen(url + "/health", timeout=2) as resp:
-                if json.loads(resp.read()).get("ready"):
-                    return proc, url
-        except OSError:
-            pass
-        time.sleep(0.2)
-    stop_worker(proc)
-    raise RuntimeError(f"worker not ready within {timeout:.0f} s; log: {log_path}")
-
-
-def stop_worker(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
 
 
 class CpuMeter:
@@ -408,25 +350,14 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     command = "python benchmarks/freshness.py " + shlex.join(sys.argv[1:] if argv is None else argv)
 
-    from agents.settings import Settings
-    from agents.stack import free_port, start_stack
+    from agents.stack import start_stack
 
     work = Path(tempfile.mkdtemp(prefix="tastestream-freshness-"))
     stack = start_stack(args.kafka_url, args.redis_url, work / "stack")
     proc = None
     traffic = None
     try:
-        tag = uuid.uuid4().hex[:8]
-        overrides = {
-            "kafka_url": stack.kafka_url,
-            "redis_url": stack.redis_url,
-            "topic_prefix": f"fresh{tag}",
-            "web_port": str(free_port()),
-            "data_dir": str(work / "data"),
-            "session_timeout_seconds": "4",
-            "log_level": "warning",
-        }
-        settings = Settings.load(env={"TASTESTREAM_" + k.upper(): v for k, v in overrides.items()})
+        overrides, settings = worker_overrides(stack, work, "fresh")
         began = time.monotonic()
         proc, url = start_worker(overrides, work / "worker.log")
         print(f"worker ready in {time.monotonic() - began:.1f} s (log {work / 'worker.log'})")
@@ -443,7 +374,7 @@ def main(argv: list[str] | None = None) -> None:
         accepted0, t0 = read_metrics(url).get("tastestream_events_accepted_total", 0), time.time()
         meter.start()
         traffic.mark()
-        probes = asyncio.run(run_probes(args, settings, url, tag))
+        probes = asyncio.run(run_probes(args, settings, url, settings.topic_prefix))
         cpu = meter.stop()
         sent_rate = traffic.rate_since_mark()
         metrics = read_metrics(url)

@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import random
 import shlex
@@ -53,14 +52,13 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
-import uuid
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from harness import get_json, read_metrics, start_worker, stop_worker, wait_for, worker_overrides
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -153,88 +151,6 @@ def model_version(args: argparse.Namespace, root: Path) -> Any:
 
 
 # -- the worker ---------------------------------------------------------------------
-
-
-def worker_env(overrides: dict[str, str]) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update({"TASTESTREAM_" + k.upper(): str(v) for k, v in overrides.items()})
-    env["PYTHONPATH"] = str(REPO)
-    return env
-
-
-def get_json(url: str, timeout: float = 5.0) -> tuple[int, Any]:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:
-            return resp.status, json.loads(resp.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, None
-
-
-def read_metrics(url: str) -> dict[str, float]:
-    """Counter totals (labels summed) from ``GET /metrics``; empty while it does not answer.
-
-    A worker busy with a burst (the Redis refresh after 30k events) can hold
-    its event loop for seconds: that is a wait, not a failure.
-    """
-    try:
-        with urllib.request.urlopen(url + "/metrics", timeout=30) as resp:
-            text = resp.read().decode()
-    except OSError:
-        return {}
-    totals: Counter = Counter()
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            totals[line.split("{", 1)[0].split(" ", 1)[0]] += float(line.rsplit(" ", 1)[1])
-    return dict(totals)
-
-
-def wait_for(predicate: Any, timeout: float, what: str, interval: float = 0.25) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = predicate()
-        if found:
-            return found
-        time.sleep(interval)
-    raise RuntimeError(f"timed out after {timeout:.0f} s waiting for {what}")
-
-
-def start_worker(overrides: dict[str, str], log_path: Path) -> tuple[subprocess.Popen, str]:
-    url = f"http://127.0.0.1:{overrides['web_port']}"
-    with open(log_path, "ab") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "agents.cli", "worker"],
-            env=worker_env(overrides),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=str(REPO),
-        )
-
-    def ready() -> bool:
-        if proc.poll() is not None:
-            tail = log_path.read_text(errors="replace")[-3000:]
-            raise RuntimeError(f"worker exited {proc.returncode}:\n{tail}")
-        try:
-            status, body = get_json(url + "/health", timeout=2)
-        except OSError:
-            return False
-        return status == 200 and bool(body.get("ready"))
-
-    try:
-        wait_for(ready, 120, "the worker to be ready", 0.2)
-    except BaseException:
-        stop_worker(proc)
-        raise
-    return proc, url
-
-
-def stop_worker(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
 
 
 def feed_state(settings: Any, args: argparse.Namespace, url: str) -> None:
@@ -486,8 +402,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.argv[1:] if argv is None else argv
     )
 
-    from agents.settings import Settings
-    from agents.stack import free_port, start_stack
+    from agents.stack import start_stack
     from agents.trainer import announce
     from models.model_version import set_current
 
@@ -497,16 +412,7 @@ def main(argv: list[str] | None = None) -> None:
     results: list[RunResult] = []
     profile_text = ""
     try:
-        overrides = {
-            "kafka_url": stack.kafka_url,
-            "redis_url": stack.redis_url,
-            "topic_prefix": f"serve{uuid.uuid4().hex[:8]}",
-            "web_port": str(free_port()),
-            "data_dir": str(work / "data"),
-            "session_timeout_seconds": "4",
-            "log_level": "warning",
-        }
-        settings = Settings.load(env={"TASTESTREAM_" + k.upper(): v for k, v in overrides.items()})
+        overrides, settings = worker_overrides(stack, work, "serve")
         info = None if args.no_model else model_version(args, settings.data_path / "models")
         proc, url = start_worker(overrides, work / "worker.log")
         print(f"worker ready (log {work / 'worker.log'})")
