@@ -149,10 +149,11 @@ class Recommender:
         serving = getattr(self.app, "serving", None)
         model = serving.live_model if serving is not None else None
         trace: dict[str, Any] = {}
+        trajectory = self.state.trajectories.get(user_id)
         ctx = SurfaceContext(
             user_id,
             now=now,
-            trajectory=self.state.trajectories.get(user_id),
+            trajectory=trajectory,
             bandit=self.state.bandits.get(user_id),
             neighbours=lambda token: neighbours.get(token_key(*token)),
             popularity=self.state.popularity,
@@ -176,6 +177,8 @@ class Recommender:
             "user_id": user_id,
             "surface": surface,
             "model_version": getattr(model, "version", None) if model is not None else None,
+            # An unknown user is not an error: they get the popularity fallback, flagged here.
+            "user_known": trajectory is not None,
             "items": [candidate_json(c) for c in chosen],
             "sources_ran": sorted(trace.get("ran", {})),
             "computed_at": now,

@@ -66,7 +66,7 @@ def test_new_user_gets_the_popularity_fallback(shared, catalogue):
     assert status == 200
     assert body["items"], body
     assert all(i["sources"] == ["popularity"] for i in body["items"])
-    assert body["model_version"] is None
+    assert body["model_version"] is None and body["user_known"] is False
 
 
 def test_user_gets_cooccurrence_candidates_filtered_and_explained(shared, catalogue):
