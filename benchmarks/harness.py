@@ -15,6 +15,7 @@ import urllib.error
 import urllib.request
 import uuid
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -113,6 +114,14 @@ def start_worker(
         stop_worker(proc)
         raise
     return proc, url
+
+
+def profile_samples(path: Path) -> Iterator[tuple[list[str], int]]:
+    """``(frames outermost first, sample count)`` per line of a py-spy ``--format raw`` file."""
+    for line in path.read_text(errors="replace").splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if stack and count_text.isdigit():
+            yield stack.split(";"), int(count_text)
 
 
 def stop_worker(proc: subprocess.Popen) -> None:

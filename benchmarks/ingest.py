@@ -67,6 +67,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness import profile_samples
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
@@ -629,12 +631,7 @@ def summarise_profile(path: Path, top: int = 12) -> str:
     leaves: Counter = Counter()
     ours: Counter = Counter()
     total = 0
-    for line in path.read_text(errors="replace").splitlines():
-        stack, _, count_text = line.rpartition(" ")
-        if not stack or not count_text.isdigit():
-            continue
-        count = int(count_text)
-        frames = stack.split(";")
+    for frames, count in profile_samples(path):
         total += count
         leaves[frames[-1]] += count
         label = "idle/other"

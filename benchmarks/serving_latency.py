@@ -58,7 +58,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from harness import get_json, read_metrics, start_worker, stop_worker, wait_for, worker_overrides
+from harness import (
+    get_json,
+    profile_samples,
+    read_metrics,
+    start_worker,
+    stop_worker,
+    wait_for,
+    worker_overrides,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -352,12 +360,7 @@ def summarise_profile(path: Path, top: int = 25) -> str:
     inclusive: Counter = Counter()
     leaves: Counter = Counter()
     total = 0
-    for line in path.read_text(errors="replace").splitlines():
-        stack, _, count_text = line.rpartition(" ")
-        if not stack or not count_text.isdigit():
-            continue
-        count = int(count_text)
-        frames = stack.split(";")
+    for frames, count in profile_samples(path):
         total += count
         leaves[frames[-1].split(":")[0]] += count
         names = set()
