@@ -120,7 +120,7 @@ def test_redis_outage_under_load_costs_no_request_and_writes_resume(own_stack, t
         redis.start()
         back_at = time.monotonic()
         client = redis_sync.Redis.from_url(settings.redis_url)
-        wait_until(lambda: client.exists(key), timeout=30, what="lists rewritten after Redis came back")
+        wait_until(lambda: client.exists(key), timeout=30, what="lists back after Redis returned")
         recovered_after = time.monotonic() - back_at
         time.sleep(1.0)
     print(
@@ -143,9 +143,7 @@ def test_broker_killed_and_restarted_the_worker_rebuilds_from_the_event_log(own_
     users = [f"bk-u{u}" for u in range(15)]
     first = events_for("bk", 15, range(0, 6))
     send_events(settings, first)
-    wait_until(
-        lambda: all(len(worker.history(u)) == 6 for u in users), what="events applied"
-    )
+    wait_until(lambda: all(len(worker.history(u)) == 6 for u in users), what="events applied")
     time.sleep(2.0)  # a snapshot of this incarnation exists
     broker = service(own_stack, "broker")
     with RequestLoad(worker.url, users, rate=20.0) as load:
@@ -160,8 +158,10 @@ def test_broker_killed_and_restarted_the_worker_rebuilds_from_the_event_log(own_
         back_at = time.monotonic()
         # Recreated topics, rebuilt state: the old events are still there.
         wait_until(
-            lambda: http("GET", worker.url + "/health/ready")[0] == 200
-            and all(len(worker.history(u)) == 6 for u in users),
+            lambda: (
+                http("GET", worker.url + "/health/ready")[0] == 200
+                and all(len(worker.history(u)) == 6 for u in users)
+            ),
             timeout=90,
             what="the worker to be ready again with its state",
         )
