@@ -206,3 +206,34 @@ def test_import_maps_columns_and_vocabulary_and_counts_rejects(tmp_path, setting
         "item_id": "355908",
         "ts": 1433221332.117,
     }
+
+
+def test_produce_wait_returns_once_the_workers_applied_every_event(tmp_path, settings, worker):
+    events = [
+        {"user_id": f"w{i % 40}", "item_id": f"i{i}", "type": "view", "ts": 1767225600 + i}
+        for i in range(3000)
+    ]
+    path = tmp_path / "events.jsonl"
+    path.write_text("".join(json.dumps(e) + "\n" for e in events))
+    args = ["produce", str(path), "--wait", "--wait-timeout", "60"]
+    result = run_cli(args, settings_env(settings))
+    assert result.returncode == 0, result.stderr.decode()[-2000:]
+    summary = last_json(result.stdout)
+    assert summary["sent"] == summary["applied"] == 3000
+    # applied means applied: no polling needed, every user's history is complete now
+    histories = {f"w{u}": worker.history(f"w{u}") for u in range(40)}
+    assert all(len(h) == 75 for h in histories.values()), {u: len(h) for u, h in histories.items()}
+
+
+def test_produce_wait_times_out_with_one_line_when_no_worker_applies(tmp_path, settings):
+    path = tmp_path / "events.jsonl"
+    path.write_text(json.dumps({"user_id": "u", "item_id": "i", "type": "view", "ts": 1767225600}))
+    started = time.monotonic()
+    args = ["produce", str(path), "--wait", "--wait-timeout", "2"]
+    result = run_cli(args, settings_env(settings))
+    assert result.returncode == 2
+    assert time.monotonic() - started < 30
+    err = result.stderr.decode().strip().splitlines()
+    assert err[-1].startswith("tastestream produce: the workers applied 0 of 1 events within 2 s")
+    assert "Traceback" not in result.stderr.decode()
+    assert last_json(result.stdout)["sent"] == 1
