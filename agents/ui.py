@@ -320,7 +320,7 @@ def register(app: Any) -> MapCache:
         async def get(self, request: web.Request) -> web.Response:
             user = page_data(app).recent_user()
             target = "/ui" if user is None else f"/ui/users/{quote(user, safe='')}"
-            return self.redirect(target)  # raises the 302 (aiohttp's HTTPFound)
+            return self.text(f"see {target}\n", status=302, headers={"Location": target})
 
     @app.page("/ui")
     class NoUserPage(web.View):
