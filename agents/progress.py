@@ -66,10 +66,10 @@ class Progress:
         self.bar.update(count - self.count)
         self.count = count
 
-    def close(self) -> None:
+    def close(self, summary: bool = True) -> None:
         """Finish the bar; when it was silent (not a terminal), write one summary line."""
         self.bar.close()
-        if self.bar.disable:
+        if self.bar.disable and summary:
             elapsed = time.monotonic() - self.started
             total = f"/{self.bar.total:,}" if self.bar.total else ""
             line = f"{self.label}: {self.count:,}{total} {self.unit} in {elapsed:.1f}s"
@@ -79,5 +79,5 @@ class Progress:
     def __enter__(self) -> Progress:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        self.close(summary=exc_type is None)  # on failure the error line says it all
