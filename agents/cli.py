@@ -42,6 +42,7 @@ from typing import Any
 from agents.cli_io import (
     CliError,
     add_output_options,
+    add_wait_timeout,
     atomic_output,
     describe_error,
     open_input,
@@ -693,14 +694,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="then wait until the workers have applied every event sent (a progress bar)",
     )
-    p.add_argument(
-        "--wait-timeout",
-        dest="wait_timeout",
-        type=positive_float,
-        default=300.0,
-        metavar="SECONDS",
-        help="give up waiting after this long (default 300)",
-    )
+    add_wait_timeout(p, "--wait")
     p.set_defaults(func=cmd_produce)
 
     p = verb("simulate", "synthetic clickstream to the events topic or a JSONL file")

@@ -98,6 +98,18 @@ def add_output_options(parser: argparse.ArgumentParser, default: object = None) 
     )
 
 
+def add_wait_timeout(parser: argparse.ArgumentParser, waiting_for: str) -> None:
+    """``--wait-timeout SECONDS`` (default 300) for a verb that waits for the workers."""
+    parser.add_argument(
+        "--wait-timeout",
+        dest="wait_timeout",
+        type=positive_float,
+        default=300.0,
+        metavar="SECONDS",
+        help=f"give up {waiting_for} after this long (default 300)",
+    )
+
+
 def describe_error(exc: BaseException) -> str:
     """One line for an exception: the cause, and a hint where one helps.
 

@@ -33,7 +33,7 @@ from collections import Counter
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from agents.cli_io import add_output_options, positive_float, positive_int
+from agents.cli_io import add_output_options, add_wait_timeout, positive_int
 from agents.settings import Settings
 
 if TYPE_CHECKING:  # imported where used: `tastestream --help` must not load numpy and scipy
@@ -438,14 +438,7 @@ def add_parsers(subparsers: Any, verb: Any = None) -> None:
         action="store_true",
         help="first wait until the workers have applied everything on the events topic",
     )
-    p.add_argument(
-        "--wait-timeout",
-        dest="wait_timeout",
-        type=positive_float,
-        default=300.0,
-        metavar="SECONDS",
-        help="give up --wait-for-ingest after this long (default 300)",
-    )
+    add_wait_timeout(p, "--wait-for-ingest")
     data_dir(p)
     p.set_defaults(func=cmd_train)
 

@@ -287,7 +287,7 @@ async def drive(worker, user, ws_url, world, tmp_path) -> Path:
             " const t = document.querySelectorAll('#map polyline.trajectory').length;"
             " return n > 50 && u === 1 && t === 1 && [n, u, t] })()",
             "the map's points",
-            timeout=60,
+            timeout=120,  # UMAP, where installed, compiles for ~20 s on its first map
         )
         assert drawn[0] > 50
         assert version in await page.eval("document.querySelector('#map-method').innerText")
@@ -343,6 +343,7 @@ def test_map_endpoint_projects_the_live_model(worker, world):
             lambda r: r[1] if r[1]["status"] == "ready" and len(r[1]["trajectory"]) == 4 else None
         )(http("GET", f"{worker.url}/ui/api/users/{user}/map")),
         what="a ready map with the user's trajectory",
+        timeout=120,
     )
     assert body["method"] in ("graph", "umap") and body["model_version"]
     assert 50 < len(body["items"]) <= 3000
