@@ -206,30 +206,34 @@ class PageData:
     category: Any  # item_id -> category or None
     seller: Any  # item_id -> seller or None
     recent: Any  # (user_id, n) -> [(item_id, type, ts)], oldest first
-    recent_user: Any  # () -> a user id this worker has seen lately, or None
-    user_table: Any  # the Faust table whose owner answers for a user (request routing)
+    recent_user: Any  # () -> a user id this worker holds, or None
 
 
 def page_data(app: Any) -> PageData:
     """The worker's model and state as the page needs them: its only access to the state."""
-    serving = getattr(app, "serving", None)
-    state = app.streaming_state
-    trajectories = state.trajectories
+    services = app.services
+    state = services.state
 
     def recent(user_id: str, n: int) -> list[tuple[str, str, float]]:
-        trajectory = trajectories.get(user_id)
+        user_state = state.user(user_id)
+        trajectory = user_state.trajectory if user_state is not None else None
         return trajectory.recent(n) if trajectory is not None else []
 
     def recent_user() -> str | None:
-        return next(reversed(trajectories.live), None)  # the latest user loaded or updated
+        dirty = next(reversed(state.dirty_users), None)  # changed lately, lists not yet redone
+        if dirty is not None:
+            return dirty
+        for partition in sorted(state.assigned["users"]):
+            for user_id in state.users.keys(partition):
+                return user_id
+        return None
 
     return PageData(
-        live_model=serving.live_model if serving is not None else None,
+        live_model=services.models.live_model,
         category=state.catalogue.category,
         seller=state.catalogue.seller,
         recent=recent,
         recent_user=recent_user,
-        user_table=trajectories.table,
     )
 
 
@@ -299,7 +303,7 @@ FAUST_INDEX = "faust.web.apps.production_index:blueprint"
 METHOD_NAMES = {"umap": "UMAP", "graph": "a neighbour-graph layout", "pca": "PCA"}
 
 
-def register(app: Any) -> MapCache:
+def register(app: Any, events_topic: Any) -> MapCache:
     """Add the page and its JSON endpoints to ``app`` (once; later calls are no-ops)."""
     existing = getattr(app, "ui_maps", None)
     if existing is not None:
@@ -336,12 +340,10 @@ def register(app: Any) -> MapCache:
     @app.page("/ui/api/users/{user_id}/map")
     class UserMap(web.View):
         async def get(self, request: web.Request, user_id: str) -> web.Response:
-            data = page_data(app)
-
             async def local() -> web.Response:
-                return self.json(map_body(data, cache, user_id))
+                return self.json(map_body(page_data(app), cache, user_id))
 
-            return await routed(app, data.user_table, user_id, self, request, local)
+            return await routed(app, events_topic, user_id, self, request, local)
 
     @app.page("/ui/api/items")
     class Items(web.View):
