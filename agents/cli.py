@@ -561,7 +561,7 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def cmd_kcat(args: argparse.Namespace) -> int:
-    from agents.kcat import run_kcat
+    from agents.kcat import names_broker, run_kcat
 
     kcat_args = list(args.kcat_args)
     if kcat_args[:1] == ["--"]:
@@ -569,8 +569,7 @@ def cmd_kcat(args: argparse.Namespace) -> int:
     if not kcat_args:
         raise CliError("no kcat arguments", "e.g. tastestream kcat -- -L (see kcat -h)")
     settings = Settings.load()
-    names_broker = any(a.startswith("-b") for a in kcat_args)
-    if not settings.kafka_url and not names_broker:
+    if not settings.kafka_url and not names_broker(kcat_args):
         raise CliError(
             "which broker? set TASTESTREAM_KAFKA_URL or pass -b host:port",
             "`tastestream demo` and `tastestream broker` print the export line",
@@ -610,6 +609,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=_version())
     add_output_options(parser)
     sub = parser.add_subparsers(dest="command", metavar="VERB", parser_class=Parser)
+    parser.verbs = sub.choices  # type: ignore[attr-defined]  # named when no verb is given
 
     def verb(name: str, help_text: str) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text, description=help_text[:1].upper() + help_text[1:])
@@ -761,7 +761,7 @@ def main(argv: list[str] | None = None) -> int:
     args, extra = parser.parse_known_args(argv)
     command = getattr(args, "command", None)
     if command is None:
-        verbs = ", ".join(parser._subparsers._group_actions[0].choices)  # type: ignore[union-attr]
+        verbs = ", ".join(parser.verbs)  # type: ignore[attr-defined]
         unknown = f"unknown option {extra[0]}; " if extra else ""
         parser.error(f"{unknown}choose a verb: {verbs}")
     if extra:

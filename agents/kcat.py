@@ -80,13 +80,15 @@ def kcat_binary() -> str:
     return found
 
 
+def names_broker(args: Sequence[str]) -> bool:
+    """Whether kcat ARGS name a broker themselves (``-b`` or ``bootstrap.servers``)."""
+    return any(a.startswith(("-b", "-Xbootstrap.servers=", "bootstrap.servers=")) for a in args)
+
+
 def kcat_argv(args: Sequence[str], bootstrap: str) -> list[str]:
     """``kcat ARGS`` with ``-b bootstrap`` added unless ARGS name a broker already."""
     args = list(args)
-    names_broker = any(
-        a.startswith(("-b", "-Xbootstrap.servers=", "bootstrap.servers=")) for a in args
-    )
-    return [kcat_binary(), *([] if names_broker else ["-b", bootstrap]), *args]
+    return [kcat_binary(), *([] if names_broker(args) else ["-b", bootstrap]), *args]
 
 
 def printable(argv: Sequence[str], env: Mapping[str, str]) -> str:
