@@ -147,6 +147,10 @@ def publish(settings: Settings, trained: Any, source: str) -> VersionInfo:
 def _progress(info: dict[str, Any]) -> None:
     stage = info["stage"]
     if "epoch" in info:
+        # at most five lines per stage: a 50-epoch run would otherwise fill the log
+        epoch, epochs = info["epoch"], info["epochs"]
+        if epoch != epochs and epoch % max(1, epochs // 5):
+            return
         text = (
             f"  {stage:13s} epoch {info['epoch']:>3}/{info['epochs']:<3} "
             f"loss {info['loss']:.4f}  {info['elapsed']:7.1f}s"
