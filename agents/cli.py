@@ -234,7 +234,14 @@ FIRST_USERS = 50
 def _simulator(args: argparse.Namespace):
     from models.simulator import ClickstreamSimulator, SimulatorConfig
 
-    return ClickstreamSimulator(SimulatorConfig(users=args.users, items=args.items, seed=args.seed))
+    try:
+        config = SimulatorConfig(users=args.users, items=args.items, seed=args.seed)
+        return ClickstreamSimulator(config)
+    except ValueError as exc:  # sizes the simulator cannot build a catalogue from
+        raise CliError(
+            f"the simulator cannot run with --users {args.users} --items {args.items}: {exc}",
+            f"use --items {SimulatorConfig.categories} or more: one item per category at least",
+        ) from None
 
 
 def produce_live(

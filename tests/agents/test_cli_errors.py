@@ -106,6 +106,8 @@ def test_simulate_and_evaluate_outputs_are_renamed_into_place(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sim.jsonl"]
     result = cli(["simulate", "--events", "10", "--out", str(tmp_path / "no-such-dir" / "x")])
     one_line_error(result, "simulate", "no such directory")
+    result = cli(["simulate", "--items", "10", "--events", "5", "--out", str(tmp_path / "x")])
+    one_line_error(result, "simulate", "cannot run with --users 1000 --items 10", "--items 30")
     result = cli(["evaluate", "--events", str(tmp_path / "nothing.jsonl")])
     err = result.stderr.decode()
     assert result.returncode == 2 and "no such file" in err and "Traceback" not in err
