@@ -40,11 +40,12 @@ def load_events(path: str, rejected: Counter[str]) -> list[dict[str, Any]]:
                 events.append(event)
                 bar.update()
             return events
+        from agents.cli_io import open_input
         from agents.producer import read_event_file
 
-        stream = sys.stdin.buffer if path == "-" else open(path, "rb")  # noqa: SIM115
+        stream = open_input(path)
         try:
-            for raw in read_event_file(stream, rejected):
+            for raw in read_event_file(stream, rejected, name=path):
                 bar.update()
                 try:
                     events.append(validate_event(raw))
@@ -60,20 +61,28 @@ def _names(text: str) -> tuple[str, ...]:
     return tuple(name.strip() for name in text.split(",") if name.strip())
 
 
-def add_parser(subparsers: Any) -> None:
+def add_parser(subparsers: Any, verb: Any = None) -> None:
     """Register the ``evaluate`` verb on ``subparsers`` (from ``add_subparsers``).
 
     Imports nothing heavy: every other verb's start-up stays as fast as before.
     Defaults left as ``None`` are :class:`models.token_embedding.EmbeddingParams`'.
+    ``verb(name, help)`` makes the parser (the CLI's); default ``subparsers.add_parser``.
     """
-    p = subparsers.add_parser(
-        "evaluate", help="offline hit rate / AUC of every candidate generator on an event file"
-    )
+    from agents.cli_io import positive_float, positive_int
+
+    verb = verb or (lambda name, text: subparsers.add_parser(name, help=text, description=text))
+    p = verb("evaluate", "offline hit rate / AUC of every candidate generator on an event file")
     p.add_argument(
         "--events", required=True, help="JSONL or msgpack events, - for stdin, or a log directory"
     )
-    p.add_argument("--test-hours", dest="test_hours", type=float, default=24.0)
-    p.add_argument("--k", type=int, default=200, help="candidates per seed")
+    p.add_argument(
+        "--test-hours",
+        dest="test_hours",
+        type=positive_float,
+        default=24.0,
+        help="hours after the time cut to score on (default 24)",
+    )
+    p.add_argument("--k", type=positive_int, default=200, help="candidates per seed (default 200)")
     p.add_argument("--out", default=None, help="write the Markdown here and the JSON beside it")
     p.add_argument(
         "--models",
@@ -83,17 +92,19 @@ def add_parser(subparsers: Any) -> None:
         "popularity (also: warp)",
     )
     p.add_argument("--backend", default=None, help="embedding trainer: gensim (default) or numpy")
-    p.add_argument("--dim", type=int, default=None, help="embedding dimension")
-    p.add_argument("--epochs", type=int, default=None, help="embedding epochs")
-    p.add_argument("--cooc-k", dest="cooc_k", type=int, default=3, help="regularisation followers")
+    p.add_argument("--dim", type=positive_int, default=None, help="embedding dimension")
+    p.add_argument("--epochs", type=positive_int, default=None, help="embedding epochs")
+    p.add_argument(
+        "--cooc-k", dest="cooc_k", type=int, default=3, help="regularisation followers (default 3)"
+    )
     p.add_argument(
         "--max-seeds",
         dest="max_seeds",
-        type=int,
+        type=positive_int,
         default=None,
         help="hit rate: only the N most recent seeds before a target (default: all)",
     )
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="random seed of the models (default 0)")
     p.set_defaults(func=cmd_evaluate)
 
 
@@ -119,10 +130,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         say(f"tastestream evaluate: --backend must be one of {', '.join(BACKENDS)}")
         return 2
     rejected: Counter[str] = Counter()
+    from agents.cli_io import CliError, describe_error
+
     try:
         events = load_events(args.events, rejected)
-    except (OSError, ValueError) as exc:  # unreadable file, corrupt msgpack stream or log
-        say(f"tastestream evaluate: cannot read {args.events}: {type(exc).__name__} {exc}")
+    except (OSError, ValueError, CliError) as exc:  # unreadable, empty, corrupt file or log
+        say(f"tastestream evaluate: cannot read {args.events}: {describe_error(exc)}")
         return 2
     accepted = len(events)
     say(f"read {accepted:,} valid events, rejected {sum(rejected.values()):,} {dict(rejected)}")
@@ -157,10 +170,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         markdown += f"\nRejected input lines by field: {json.dumps(dict(rejected))}\n"
     print(markdown, flush=True)
     if args.out:
+        from agents.cli_io import atomic_output
+
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(markdown)
         json_path = out.with_suffix(".json")
-        json_path.write_text(json.dumps(result, indent=2, sort_keys=False) + "\n")
+        with atomic_output(out) as md_tmp, atomic_output(json_path) as json_tmp:
+            md_tmp.write_text(markdown)
+            json_tmp.write_text(json.dumps(result, indent=2, sort_keys=False) + "\n")
         say(f"wrote {out} and {json_path}")
     return 0

@@ -24,6 +24,8 @@ from streams.topics import partition_for
 
 @dataclass
 class SendSummary:
+    """What a producer sent: events sent, rejected by field, and failed delivery."""
+
     sent: int = 0
     rejected: Counter = field(default_factory=Counter)
     failed: int = 0
@@ -45,20 +47,36 @@ def kafka_producer(settings: Settings, **overrides: Any) -> Producer:
 
 
 class EventProducer:
-    """Validate, batch per partition, send; count what was sent and rejected."""
+    """Validate, batch per partition, send; count what was sent and rejected.
+
+    ``delivered`` keeps, per partition, the ``(offset, events)`` of every
+    message the broker acknowledged: what ``produce --wait`` waits for
+    (:mod:`agents.applied`).
+    """
 
     def __init__(self, settings: Settings, batch_size: int = 100, producer: Producer | None = None):
         self.settings = settings
         self.topic = settings.topics.events.name
         self.batch_size = batch_size
+        if producer is None:
+            from agents.provision import broker_topics
+
+            broker_topics(settings)  # one clear error now rather than a timeout at flush
         self.producer = producer or kafka_producer(settings)
         self.summary = SendSummary()
+        self.delivered: dict[int, list[tuple[int, int]]] = defaultdict(list)
         self._pending: dict[int, list[dict[str, Any]]] = defaultdict(list)
 
-    def _delivered(self, err: Any, count: int) -> None:
+    def _delivered(self, err: Any, msg: Any, count: int) -> None:
         if err is not None:
             self.summary.failed += count
             self.summary.sent -= count
+        elif msg is not None and msg.offset() is not None and msg.offset() >= 0:
+            self.delivered[msg.partition()].append((msg.offset(), count))
+
+    def delivered_ends(self) -> dict[int, int]:
+        """Per partition, the offset after the last acknowledged message."""
+        return {p: max(offset for offset, _ in sent) + 1 for p, sent in self.delivered.items()}
 
     def send(self, raw: Any) -> bool:
         """Queue one event (validated here); False and counted when rejected."""
@@ -81,8 +99,8 @@ class EventProducer:
         events = self._pending.pop(partition)
         count = len(events)
 
-        def delivered(err: Any, _msg: Any) -> None:
-            self._delivered(err, count)
+        def delivered(err: Any, msg: Any) -> None:
+            self._delivered(err, msg, count)
 
         while True:
             try:
@@ -108,15 +126,49 @@ class EventProducer:
         return self.summary
 
 
-def read_event_file(stream: IO[bytes], rejected: Counter) -> Iterator[Any]:
-    """Events from JSONL, or from a stream of msgpack maps/arrays; bad lines counted."""
+class EventFileError(ValueError):
+    """The input is neither JSON lines nor a msgpack stream of events."""
+
+
+def read_event_file(stream: IO[bytes], rejected: Counter, name: str = "the input") -> Iterator[Any]:
+    """Events from JSONL, or from a stream of msgpack maps/arrays; bad lines counted.
+
+    A file that is neither (a binary file, a CSV, a corrupt msgpack stream)
+    raises :class:`EventFileError` naming ``name``.
+
+    Examples
+    --------
+    >>> import io
+    >>> list(read_event_file(io.BufferedReader(io.BytesIO(b'{"a": 1}\\n')), Counter()))
+    [{'a': 1}]
+    >>> zipped = io.BufferedReader(io.BytesIO(b"PK\\x03..."))
+    >>> list(read_event_file(zipped, Counter(), "a.zip"))  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    agents.producer.EventFileError: a.zip is neither JSON lines nor msgpack events (it starts...
+    """
     head = stream.peek(1)[:1] if hasattr(stream, "peek") else b""
     if head and head[0] not in b"{[ \t\r\n":
-        for obj in msgpack.Unpacker(stream, raw=False, strict_map_key=False):
-            if isinstance(obj, list):
-                yield from obj
-            else:
-                yield obj
+        count = 0
+        try:
+            for obj in msgpack.Unpacker(stream, raw=False, strict_map_key=False):
+                if not isinstance(obj, dict | list):
+                    raise EventFileError(
+                        f"{name} is neither JSON lines nor msgpack events (it starts with {head!r})"
+                        if count == 0
+                        else f"{name}: item {count} of the msgpack stream is not an event or batch"
+                    )
+                count += 1
+                if isinstance(obj, list):
+                    yield from obj
+                else:
+                    yield obj
+        except EventFileError:
+            raise
+        except (msgpack.UnpackException, ValueError) as exc:
+            raise EventFileError(
+                f"{name}: corrupt msgpack stream after {count} items ({type(exc).__name__})"
+            ) from None
         return
     for line in stream:
         if not line.strip():

@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import confluent_kafka
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
@@ -251,18 +250,14 @@ def consume_all(bootstrap: str, topic: str, expect: int, timeout: float = 20.0) 
 
 @pytest.fixture(scope="session")
 def kcat(tmp_path_factory) -> tuple[str, dict]:
-    """Debian's kcat, linked against the librdkafka that the confluent-kafka wheel carries.
+    """Debian's kcat, pointed at the confluent-kafka wheel's librdkafka as ``tastestream kcat`` is.
 
-    Debian's own librdkafka 2.0 cannot parse Tansu's ApiVersions reply.
+    Debian's own librdkafka 2.0 cannot parse Tansu's ApiVersions reply (agents/kcat.py).
     """
-    binary = shutil.which("kcat")
-    assert binary, "kcat is not installed: the test command installs it (apt-get install kcat)"
-    libs = Path(confluent_kafka.__file__).resolve().parent.parent / "confluent_kafka.libs"
-    wheel_lib = next(libs.glob("librdkafka-*.so.1"))
-    shim = tmp_path_factory.mktemp("kcat-lib")
-    (shim / "librdkafka.so.1").symlink_to(wheel_lib)
-    env = dict(os.environ, LD_LIBRARY_PATH=str(shim))
-    return binary, env
+    from agents.kcat import kcat_binary, kcat_env
+
+    assert shutil.which("kcat"), "kcat is not installed: the test command installs it (apt kcat)"
+    return kcat_binary(), kcat_env(cache_dir=tmp_path_factory.mktemp("kcat-lib"))
 
 
 # -- steady streams and what they should have produced ----------------------------

@@ -3,8 +3,9 @@
 A real worker on the suite's broker and Redis, simulator traffic, one user:
 the page shows their history and recommendations with reasons, updates when a
 new event arrives (no reload), says plainly that no model is live, then draws
-the map once ``train --once`` publishes one. A screenshot is kept for a person
-to look at (``ui-page.png`` under the test's tmp dir).
+the map once ``train --once`` publishes one, with the simulator's categories
+grouped on it. Screenshots are kept for a person to look at, under
+``test-artifacts/`` (git-ignored; the test prints their paths).
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import subprocess
 import sys
 import time
 import uuid
+from collections import Counter
+from http.client import HTTPConnection
 from pathlib import Path
 
 import aiohttp
@@ -32,6 +35,8 @@ from models.simulator import ClickstreamSimulator, SimulatorConfig
 from models.token_embedding import EmbeddingParams, TokenEmbedding
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+#: Where screenshots are kept for people to look at (git-ignored).
+ARTIFACTS = REPO / "test-artifacts"
 
 
 # ----------------------------------------------------------- a tiny CDP client
@@ -150,8 +155,9 @@ def send(worker, events):
 
 def train(worker) -> str:
     """``train --once`` on the worker's own event log; wait until the worker serves it."""
+    # epochs by log size (the CLI's default): 3,000 events get enough passes to converge
     done = subprocess.run(
-        [sys.executable, "-m", "agents.trainer", "train", "--once", "--epochs", "1", "--dim", "16"],
+        [sys.executable, "-m", "agents.trainer", "train", "--once", "--dim", "16"],
         env=settings_env(worker.settings),
         cwd=str(REPO),
         capture_output=True,
@@ -198,7 +204,16 @@ def test_page_shows_history_and_recommendations_updates_live_and_draws_the_map(
         browser.terminate()
         browser.wait(10)
     assert screenshot.stat().st_size > 10_000
-    shutil.copy(screenshot, "/tmp/tastestream-ui-page.png")  # for a person to look at
+    keep(screenshot, "ui-page.png")
+
+
+def keep(screenshot: Path, name: str) -> Path:
+    """Copy a screenshot to test-artifacts/ for a person to look at; print where."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    kept = ARTIFACTS / name
+    shutil.copy(screenshot, kept)
+    print(f"\nscreenshot kept: {kept}", file=sys.__stderr__, flush=True)
+    return kept
 
 
 async def drive(worker, user, ws_url, world, tmp_path) -> Path:
@@ -235,11 +250,22 @@ async def drive(worker, user, ws_url, world, tmp_path) -> Path:
             "document.querySelectorAll('#surface-item li[data-item]').length", "item-page list"
         )
         assert item_recs > 0
-        # no model yet: the map says so in words
+        # no model yet: the map says so in words, in a short note rather than an empty box
         message = await page.wait_for(
-            "document.querySelector('#map-message').innerText", "the map's message"
+            "(() => { const m = document.querySelector('#map-message');"
+            " return !m.hidden && m.innerText.includes('No model') && m.innerText })()",
+            "the map's message",
         )
-        assert "No model is live yet" in message
+        assert "No model is live yet" in message and "tastestream train --once" in message
+        assert await page.eval("document.querySelector('#map-body').offsetHeight") == 0
+        # categories have colours before any map ranks them
+        swatch = await page.eval(
+            "getComputedStyle(document.querySelector('#history .swatch')).backgroundColor"
+        )
+        assert swatch not in ("rgb(196, 201, 207)", ""), swatch  # not the grey of "other"
+        assert await page.eval("document.querySelector('#map-message').offsetHeight") < 120
+        await page.screenshot(tmp_path / "before.png")
+        keep(tmp_path / "before.png", "ui-page-before-a-model.png")
 
         # a new event shows up without a reload
         await page.eval("window.__sameDocument = 'yes'")
@@ -261,15 +287,46 @@ async def drive(worker, user, ws_url, world, tmp_path) -> Path:
             " const t = document.querySelectorAll('#map polyline.trajectory').length;"
             " return n > 50 && u === 1 && t === 1 && [n, u, t] })()",
             "the map's points",
-            timeout=60,
+            timeout=120,  # UMAP, where installed, compiles for ~20 s on its first map
         )
         assert drawn[0] > 50
         assert version in await page.eval("document.querySelector('#map-method').innerText")
         legend = await page.eval("document.querySelector('#legend').innerText")
-        assert world[ids[0]]["category"] in legend
+        assert world[ids[0]]["category"] in legend and f"path of {user}" in legend
+        # one colour per category, none repeated
+        fills = await page.eval(
+            "[...new Set([...document.querySelectorAll('#map circle.item-point')]"
+            ".map(c => c.getAttribute('fill')))]"
+        )
+        categories = {info["category"] for info in world.values()}
+        assert len(fills) == len(categories), (fills, categories)
+        # every point inside the frame: nothing clamped onto an edge
+        inside = await page.eval(
+            "[...document.querySelectorAll('#map circle.item-point')].every(c =>"
+            " +c.getAttribute('cx') >= 10 && +c.getAttribute('cx') <= 750 &&"
+            " +c.getAttribute('cy') >= 10 && +c.getAttribute('cy') <= 510)"
+        )
+        assert inside
         await asyncio.sleep(0.5)  # let the last frame paint
         path = tmp_path / "ui-page.png"
         await page.screenshot(path)
+
+        # a new user: the page explains itself and the legend speaks of no path
+        newcomer = f"newcomer-{uuid.uuid4().hex[:6]}"
+        await page.call("Page.navigate", url=f"{worker.url}/ui/users/{newcomer}")
+        empty = await page.wait_for(
+            "(() => { const e = document.querySelector('#history-empty');"
+            " return e && !e.hidden && e.innerText })()",
+            "the new user's empty history",
+        )
+        assert "No events for this user yet" in empty
+        legend = await page.wait_for(
+            "(() => { const l = document.querySelector('#legend');"
+            " return l && !document.querySelector('#map-body').hidden && l.innerText })()",
+            "the new user's legend",
+        )
+        assert "trajectory" not in legend.lower() and "path" not in legend.lower(), legend
+        assert f"{newcomer} has no events" in legend
         return path
 
 
@@ -286,9 +343,20 @@ def test_map_endpoint_projects_the_live_model(worker, world):
             lambda r: r[1] if r[1]["status"] == "ready" and len(r[1]["trajectory"]) == 4 else None
         )(http("GET", f"{worker.url}/ui/api/users/{user}/map")),
         what="a ready map with the user's trajectory",
+        timeout=120,
     )
-    assert body["method"] == "pca" and body["model_version"]
+    assert body["method"] in ("graph", "umap") and body["model_version"]
     assert 50 < len(body["items"]) <= 3000
+    # the simulator's categories group on the map: an item's nearest items on it share its
+    # category far more often than chance (benchmarks/map_structure.py has the full figures)
+    points = np.array([(i["x"], i["y"]) for i in body["items"]])
+    categories = np.array([i["category"] for i in body["items"]])
+    distance = ((points[:, None, :] - points[None, :, :]) ** 2).sum(-1)
+    np.fill_diagonal(distance, np.inf)
+    nearest = np.argpartition(distance, 10, axis=1)[:, :10]
+    purity = (categories[nearest] == categories[:, None]).mean()
+    chance = sum((n / len(categories)) ** 2 for n in Counter(categories.tolist()).values())
+    assert purity > 2 * chance, (purity, chance)
     by_id = {i["item_id"]: i for i in body["items"]}
     assert by_id[ids[0]]["category"] == world[ids[0]]["category"]
     assert [p["item_id"] for p in body["trajectory"]] == ids[:4]
@@ -297,6 +365,21 @@ def test_map_endpoint_projects_the_live_model(worker, world):
     assert status == 200 and "<svg" in page
     # everything is served by the worker: nothing loaded from the internet
     assert not re.search(r"(src|href)=[\"']?(https?:)?//", page)
+
+
+def test_root_redirects_to_the_page_of_a_user_the_worker_has_seen(worker, world):
+    connection = HTTPConnection(worker.settings.web_host, worker.settings.web_port)
+    try:
+        connection.request("GET", "/")
+        answer = connection.getresponse()
+        answer.read()
+    finally:
+        connection.close()
+    assert answer.status == 302
+    location = answer.getheader("Location")
+    assert location.startswith("/ui/users/")
+    # the user it names has events here
+    assert worker.history(location.rsplit("/", 1)[1])
 
 
 def test_map_cache_builds_each_version_once_in_the_background():
