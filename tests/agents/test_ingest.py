@@ -169,7 +169,7 @@ def test_http_api(shared):
     assert [e["type"] for e in wait_history(shared, b, 1)] == ["purchase"]
 
     status, body = http("POST", url + "/events", b"{not json")
-    assert status == 400 and "undecodable" in body["error"]
+    assert status == 400 and body["field"] == "body" and "not valid JSON" in body["error"]
     status, body = http("GET", url + "/users/nobody-" + a + "/history")
     assert status == 404 and "no events" in body["error"]
     status, body = http("GET", url + f"/users/{a}/history?limit=1")
