@@ -15,7 +15,7 @@ Examples
 ('undecodable bytes', b'\\xff', False)
 >>> big = dead_letter_record(b"x" * 5_000_000, "message is too big", source)
 >>> big["original_size"], len(original_bytes(big)), big["original_truncated"]
-(5000000, 65536, True)
+(5000000, 131072, True)
 >>> len(dead_letter_value(big)) <= MAX_DEAD_LETTER_BYTES
 True
 """

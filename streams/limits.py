@@ -72,12 +72,13 @@ MAX_EVENT_DEPTH = 2
 #: Upper bound of one canonical event encoded as msgpack (every string at
 #: MAX_ID_BYTES, every optional field present); ``tests/streams`` checks it is tight.
 MAX_CANONICAL_EVENT_BYTES = 2_304
-#: Bytes of a rejected input kept in its dead-letter record (a whole event always fits).
-DEAD_LETTER_ORIGINAL_BYTES = MAX_EVENT_BYTES
+#: Bytes of a rejected input kept in its dead-letter record: any event, and any
+#: message up to twice the event limit, is kept whole.
+DEAD_LETTER_ORIGINAL_BYTES = 2 * MAX_EVENT_BYTES
 #: Longest reason or field name kept in a dead-letter record, characters.
 MAX_REASON_CHARS = 1_024
 #: Largest encoded dead-letter record, bytes (base64 of the kept prefix plus the rest).
-MAX_DEAD_LETTER_BYTES = 128 * 1024
+MAX_DEAD_LETTER_BYTES = 256 * 1024
 
 __all__ = [
     "DEAD_LETTER_ORIGINAL_BYTES",
