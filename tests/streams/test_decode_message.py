@@ -41,106 +41,54 @@ def accounted(decoded) -> bool:
 
 # -- the inputs that escaped before (issue 9, item 2), each between two valid events --------
 
+
+def between_good(name: str, middle: bytes | dict, field: str | None, words: str, msgpack_=False):
+    """A case: ``middle`` (bytes, or an event to encode) between two valid events."""
+    if isinstance(middle, dict):
+        middle = msgpack.packb(middle) if msgpack_ else json.dumps(middle).encode()
+    if msgpack_:
+        message = msgpack_batch(GOOD_MSGPACK, middle, GOOD_MSGPACK)
+    else:
+        message = json_batch(GOOD_JSON, middle, GOOD_JSON)
+    return pytest.param(message, field, words, id=name)
+
+
+NINES = b'{"user_id":"u","item_id":"i","type":"view","ts":' + b"9" * 400 + b"}"
 HOSTILE = [
-    pytest.param(
-        msgpack_batch(GOOD_MSGPACK, b"\x81\x91\x01\x02", GOOD_MSGPACK),
-        None,
-        "field names must be strings, got array (1,)",
-        id="msgpack-map-with-array-key",
+    between_good("map-with-array-key", b"\x81\x91\x01\x02", None, "got array (1,)", True),
+    between_good("map-with-map-key", b"\x81\x80\x01", None, "undecodable msgpack", True),
+    between_good("400-digit-ts", NINES, "ts", "out of range"),
+    between_good(
+        "position-2**64", event(2, context={"position": 2**64}), "context.position", "up to"
     ),
-    pytest.param(
-        msgpack_batch(GOOD_MSGPACK, b"\x81\x80\x01", GOOD_MSGPACK),
-        None,
-        "undecodable msgpack",
-        id="msgpack-map-with-map-key",
-    ),
-    pytest.param(
-        json_batch(
-            GOOD_JSON,
-            b'{"user_id":"u","item_id":"i","type":"view","ts":' + b"9" * 400 + b"}",
-            GOOD_JSON,
-        ),
-        "ts",
-        "out of range",
-        id="400-digit-integer-ts",
-    ),
-    pytest.param(
-        json_batch(
-            GOOD_JSON, json.dumps(event(2, context={"position": 2**64})).encode(), GOOD_JSON
-        ),
+    between_good(
+        "msgpack-position-2**64-1",
+        event(2, context={"position": 2**64 - 1}),
         "context.position",
         "non-negative integer up to",
-        id="position-2**64",
+        True,
     ),
-    pytest.param(
-        msgpack_batch(
-            GOOD_MSGPACK, msgpack.packb(event(2, context={"position": 2**64 - 1})), GOOD_MSGPACK
-        ),
-        "context.position",
-        "non-negative integer up to",
-        id="msgpack-position-2**64-1",
-    ),
-    pytest.param(
-        json_batch(GOOD_JSON, json.dumps(event(2, type=["view"])).encode(), GOOD_JSON),
-        "type",
-        "must be a string, got list",
-        id="type-as-a-list",
-    ),
-    pytest.param(
-        json_batch(GOOD_JSON, b"[" * 50 + b"]" * 50, GOOD_JSON),
-        None,
-        "must be an object/map, got list",
-        id="json-element-nested-50-deep",
-    ),
-    pytest.param(
-        json_batch(
-            GOOD_JSON, json.dumps(event(2, context={"surface": [[[["x"]]]]})).encode(), GOOD_JSON
-        ),
+    between_good("type-as-a-list", event(2, type=["view"]), "type", "must be a string, got list"),
+    between_good("nested-50-deep", b"[" * 50 + b"]" * 50, None, "must be an object/map, got list"),
+    between_good(
+        "nested-in-context",
+        event(2, context={"surface": [[[["x"]]]]}),
         "context.surface",
         "must be a string, got list",
-        id="nested-list-in-context",
     ),
-    pytest.param(
-        json_batch(GOOD_JSON, json.dumps(event(2, value=1e300)).encode(), GOOD_JSON),
-        "value",
-        "out of range",
-        id="value-1e300",
+    between_good("value-1e300", event(2, value=1e300), "value", "out of range"),
+    between_good("nan", event(2, value=float("nan")), "value", "must be finite", True),
+    between_good("invalid-utf8", b"\x81\xa7user_id\xa2\xff\xfe", None, "undecodable msgpack", True),
+    between_good(
+        "timestamp-ext", event(2, ts=msgpack.Timestamp(5)), "ts", "must be a number", True
     ),
-    pytest.param(
-        msgpack_batch(GOOD_MSGPACK, msgpack.packb(event(2, value=float("nan"))), GOOD_MSGPACK),
-        "value",
-        "must be finite",
-        id="msgpack-nan",
-    ),
-    pytest.param(
-        msgpack_batch(GOOD_MSGPACK, b"\x81\xa7user_id\xa2\xff\xfe", GOOD_MSGPACK),
-        None,
-        "undecodable msgpack",
-        id="msgpack-invalid-utf8",
-    ),
-    pytest.param(
-        msgpack_batch(GOOD_MSGPACK, msgpack.packb(event(2, ts=msgpack.Timestamp(5))), GOOD_MSGPACK),
-        "ts",
-        "must be a number",
-        id="msgpack-timestamp-ext",
-    ),
-    pytest.param(
-        json_batch(GOOD_JSON, json.dumps(event(2, ts="0001-01-01")).encode(), GOOD_JSON),
-        "ts",
-        "before 1970-01-01",
-        id="iso-year-1",
-    ),
-    pytest.param(
-        json_batch(GOOD_JSON, json.dumps(event(2, ts="9999-12-31")).encode(), GOOD_JSON),
-        "ts",
-        "after 5138-11-16",
-        id="iso-year-9999",
-    ),
-    pytest.param(
-        json_batch(GOOD_JSON, json.dumps(event(2, item_id="😀" * 65)).encode(), GOOD_JSON),
+    between_good("iso-year-1", event(2, ts="0001-01-01"), "ts", "before 1970-01-01"),
+    between_good("iso-year-9999", event(2, ts="9999-12-31"), "ts", "after 5138-11-16"),
+    between_good(
+        "65-emoji-id",
+        event(2, item_id="😀" * 65),
         "item_id",
         "260 bytes of UTF-8; the limit is 256 bytes",
-        id="65-emoji-id",
     ),
 ]
 
