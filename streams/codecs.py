@@ -205,7 +205,10 @@ def decode_message(value: bytes | bytearray | memoryview | None) -> DecodedMessa
         message, that broke the contract. Any exception while decoding or
         validating one event rejects that event alone.
     """
-    data = None if value is None else value if type(value) is bytes else bytes(value)
+    try:
+        data = None if value is None else value if type(value) is bytes else bytes(value)
+    except Exception:  # not a buffer at all (a str, say): a caller's bug, still this message only
+        return _whole(None, f"message value is {type(value).__name__}, not bytes", None, False)
     try:
         return _decode_message(data)
     except Exception as exc:  # a bug must cost this message alone, never its neighbours

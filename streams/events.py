@@ -105,6 +105,8 @@ def _preview(value: Any) -> str:
     """A short repr of ``value`` for an error message (huge integers by their size)."""
     if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
         return f"an integer of {value.bit_length()} bits"
+    if isinstance(value, tuple | list | dict):  # may be huge or deeply nested: not its repr
+        return f"of length {len(value)}"
     return _printable(repr(value), _PREVIEW_CHARS)
 
 
