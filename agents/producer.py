@@ -137,12 +137,10 @@ def read_event_file(stream: IO[bytes], rejected: Counter) -> Iterator[dict[str, 
             continue
         decoded = decode_message(line)
         for rejection in decoded.rejections:
-            if rejection.field is not None:
-                rejected[rejection.field] += 1
-            elif rejection.index is not None:
-                rejected["event"] += 1
-            else:
+            if rejection.kind == "message":
                 rejected["undecodable line"] += 1
+            else:
+                rejected[rejection.field or "event"] += 1
         yield from decoded.events
 
 

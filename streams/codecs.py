@@ -81,28 +81,34 @@ class Payload:
 
 @dataclass(frozen=True, slots=True)
 class Rejection:
-    """One input the contract refused: an event of a batch, or a whole message.
+    """One input the contract refused: an event, or a whole message.
 
-    ``index`` is the event's position in its batch, or ``None`` when the whole
-    message is rejected (a single-event message, or a message that could not be
-    split into events); ``original`` holds that event's or message's bytes exactly
-    as sent (``None`` for a null message).
+    ``kind`` is ``"event"`` when an event was read and broke the contract, and
+    ``"message"`` when the message could not be read as events at all (null,
+    empty, over a size or count limit, undecodable, or a batch that cannot be
+    split): HTTP answers the latter with 400, the CLI counts it as an
+    undecodable line. ``index`` is the event's position in its batch (``None``
+    for a message that is not a batch, or a ``"message"`` rejection).
+    ``original`` holds that event's or message's bytes exactly as sent (``None``
+    for a null message).
     """
 
     index: int | None
     field: str | None
     reason: str
     original: bytes | None
+    kind: str = "event"
 
 
 @dataclass(slots=True)
 class DecodedMessage:
     """What one message turned into: accepted canonical events and rejections.
 
-    Every input is accounted for: a rejection with ``index`` None stands for the
-    whole message (then nothing was accepted); otherwise ``indexes`` (of the
-    accepted ``events``, in order) and the rejections' indexes together are
-    exactly ``range(items)``.
+    Every input is accounted for: a rejection of kind ``"message"`` stands for
+    the whole message (then it is the only one, and nothing was accepted); a
+    single-event message gives one event or one rejection (index ``None``); for
+    a batch, ``indexes`` (of the accepted ``events``, in order) and the
+    rejections' indexes together are exactly ``range(items)``.
     """
 
     events: list[dict[str, Any]] = field(default_factory=list)
@@ -185,7 +191,9 @@ def _whole(
     original: bytes | None, reason: str, encoding: str | None, is_batch: bool
 ) -> DecodedMessage:
     return DecodedMessage(
-        rejections=[Rejection(None, None, reason, original)], is_batch=is_batch, encoding=encoding
+        rejections=[Rejection(None, None, reason, original, "message")],
+        is_batch=is_batch,
+        encoding=encoding,
     )
 
 
@@ -288,8 +296,9 @@ def _judge(
     try:
         item = (_JSON_ANY if encoding == "json" else _MSGPACK_ANY).decode(original)
     except Exception as exc:
-        reason = _undecodable(encoding, exc, whole=index is None)
-        rejections.append(Rejection(index, None, reason, original))
+        whole = index is None  # a single event that does not decode is an unreadable message
+        reason = _undecodable(encoding, exc, whole)
+        rejections.append(Rejection(index, None, reason, original, "message" if whole else "event"))
         return None
     try:
         return validate_event(item)

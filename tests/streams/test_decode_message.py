@@ -32,9 +32,9 @@ GOOD_MSGPACK = msgpack.packb(event(1))
 
 def accounted(decoded) -> bool:
     """Every input is either accepted or rejected, once."""
-    whole = [r for r in decoded.rejections if r.index is None]
+    whole = [r for r in decoded.rejections if r.kind == "message"]
     if whole:
-        return len(decoded.rejections) == 1 and not decoded.events
+        return len(decoded.rejections) == 1 and not decoded.events and whole[0].index is None
     positions = sorted(decoded.indexes + [r.index for r in decoded.rejections])
     return positions == list(range(decoded.items))
 
@@ -99,7 +99,7 @@ def test_a_hostile_event_costs_itself_alone(message, field, words):
     assert decoded.indexes == [0, 2], decoded.rejections
     assert [e["item_id"] for e in decoded.events] == ["i1", "i1"]
     (rejection,) = decoded.rejections
-    assert rejection.index == 1 and rejection.field == field
+    assert (rejection.index, rejection.field, rejection.kind) == (1, field, "event")
     assert words in rejection.reason
     assert message.count(rejection.original) >= 1  # the event's bytes as sent
     assert accounted(decoded)
@@ -249,18 +249,19 @@ def test_numbers_ints_and_floats_come_out_as_validate_event_makes_them():
 
 
 def test_single_event_and_whole_message_rejections_have_no_index():
-    for message, words in [
-        (None, "no value (null)"),
-        (b"", "empty"),
-        (b"\xc1\xff\x00", "undecodable bytes (neither JSON nor msgpack)"),
-        (b'{"user_id": ', "invalid JSON"),
-        (b'[{"user_id": "u"}, ', "invalid JSON"),
-        (json.dumps(event(1, type="like")).encode(), "unknown event type"),
+    for message, kind, words in [
+        (None, "message", "no value (null)"),
+        (b"", "message", "empty"),
+        (b"\xc1\xff\x00", "message", "undecodable bytes (neither JSON nor msgpack)"),
+        (b'{"user_id": ', "message", "invalid JSON"),
+        (b'[{"user_id": "u"}, ', "message", "invalid JSON"),
+        (json.dumps(event(1, type="like")).encode(), "event", "unknown event type"),
+        (msgpack.packb(7), "event", "an event must be an object/map, got int"),
     ]:
         decoded = decode_message(message)
         (rejection,) = decoded.rejections
         assert rejection.index is None and words in rejection.reason
-        assert rejection.original == message
+        assert rejection.original == message and rejection.kind == kind
 
 
 def test_bytearray_and_memoryview_values_decode_like_bytes():

@@ -301,7 +301,8 @@ def test_decode_message_judges_every_input_alone_and_never_raises(message) -> No
     data, parts = message
     decoded = decode_message(data)  # must not raise
     assert all(r.reason and r.original is not None for r in decoded.rejections)
-    whole = [r for r in decoded.rejections if r.index is None]
+    assert all(r.kind in ("event", "message") for r in decoded.rejections)
+    whole = [r for r in decoded.rejections if r.kind == "message"]
     if whole and decoded.is_batch:
         # Only a batch that cannot be split into events is rejected whole.
         assert len(decoded.rejections) == 1 and not decoded.events
@@ -314,8 +315,13 @@ def test_decode_message_judges_every_input_alone_and_never_raises(message) -> No
         assert decoded.items == 1 and decoded.indexes in ([], [0])
         kind, verdict = judged(data, decoded.encoding or "msgpack")
         event = decoded.events[0] if decoded.events else None
-        check_judgement(kind, verdict, event, decoded.rejections[0] if whole else None)
+        rejection = decoded.rejections[0] if decoded.rejections else None
+        check_judgement(kind, verdict, event, rejection)
+        if rejection is not None:  # unreadable as an event <=> a "message" rejection
+            assert rejection.index is None
+            assert (rejection.kind == "message") == (kind == "malformed")
         return
+    assert not whole and all(r.index is not None for r in decoded.rejections)
     rejected = {r.index: r for r in decoded.rejections}
     accepted = dict(zip(decoded.indexes, decoded.events, strict=True))
     assert len(rejected) == len(decoded.rejections)
