@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 
 
 def topic_configs(settings: Settings) -> dict[str, dict[str, str]]:
-    """Topic-level configs by topic name (only topics that need more than the defaults).
+    """Size configs by topic name, added to each spec's own ``config`` at creation.
 
     Examples
     --------
@@ -42,7 +42,7 @@ def ensure_topics(settings: Settings, timeout: float = 15.0) -> list[str]:
             spec.name,
             num_partitions=settings.partitions if spec.per_user else 1,
             replication_factor=settings.replication_factor,
-            config=configs.get(spec.name, {}),
+            config={**spec.config, **configs.get(spec.name, {})},
         )
         for spec in settings.topics.all()
         if spec.name not in existing

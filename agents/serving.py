@@ -457,18 +457,15 @@ class ModelServer:
 
 
 # ------------------------------------------------------------------ wiring
-def register(app: Any) -> ModelServer:
-    """Attach a :class:`ModelServer` as ``app.serving`` and serve ``GET /models``."""
+def register(app: Any, server: ModelServer) -> ModelServer:
+    """Run ``server`` in the app (start, poll ``CURRENT``, stop) and serve ``GET /models``."""
     from faust import web
-
-    server = ModelServer(app.settings, app.metrics)
-    app.serving = server
 
     @app.task
     async def start_model_server() -> None:
         await server.start()
 
-    poll = float(getattr(app.settings, "model_poll_seconds", 30.0))
+    poll = float(server.settings.model_poll_seconds)
     if poll > 0:
 
         @app.timer(interval=poll)
