@@ -356,6 +356,16 @@ class StateService:
                 self.metrics.inc(
                     "tastestream_partitions_recovered_total", labels={"store": store.name}
                 )
+                self.metrics.inc(
+                    "tastestream_recovered_from_snapshot_total",
+                    recovered.from_snapshot,
+                    {"store": store.name},
+                )
+                self.metrics.inc(
+                    "tastestream_recovered_changelog_records_total",
+                    recovered.from_changelog,
+                    {"store": store.name},
+                )
                 log.info(
                     "%s p%d recovered: %d from snapshot, %d changelog records, %.2f s",
                     store.name, partition, recovered.from_snapshot,

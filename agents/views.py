@@ -32,7 +32,7 @@ from faust.web.exceptions import ServiceUnavailable
 from agents.app import Services, TastestreamApp
 from agents.recommend import RequestError
 from models.sessions import INTERACTION_TYPES
-from models.user_state import token_key
+from models.user_state import UserState, token_key
 
 #: An HTTP request body may be this large at most.
 from streams.codecs import MAX_BATCH_BYTES as MAX_BODY_BYTES
@@ -169,11 +169,8 @@ def worker_state(app: TastestreamApp, services: Services) -> dict[str, Any]:
     }
 
 
-def user_state_body(services: Services, user_id: str, now: float) -> dict[str, Any] | None:
+def user_state_body(user: UserState, user_id: str, now: float) -> dict[str, Any]:
     """What the streaming state knows of a user (``GET /users/{id}/state``)."""
-    user = services.state.user(user_id)
-    if user is None:
-        return None
     trajectory, bandit = user.trajectory, user.bandit
     arms = []
     for kind, arm_id in bandit.arms():
@@ -197,7 +194,7 @@ def user_state_body(services: Services, user_id: str, now: float) -> dict[str, A
         "last_seen": trajectory.last_seen,
         "tokens": len(trajectory),
         "events": len(user),
-        "bandit_arms": sorted(arms, key=lambda a: -a["mean"]),
+        "bandit_arms": sorted(arms, key=lambda a: (-a["mean"], a["kind"], a["id"])),
     }
 
 
@@ -338,10 +335,10 @@ def register(app: TastestreamApp, services: Services, events_topic: Any, pairs_t
                 return error(self, 400, str(exc), field=exc.field)
 
             async def local() -> web.Response:
-                body = user_state_body(services, user_id, now)
-                if body is None:
+                user = state.user(user_id)
+                if user is None:
                     return error(self, 404, f"no state for user {user_id!r}", user_id=user_id)
-                return self.json(body)
+                return self.json(user_state_body(user, user_id, now))
 
             return await by_user(self, request, user_id, local)
 
