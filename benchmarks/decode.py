@@ -7,12 +7,16 @@ msgpack:
 - ``hand-written``: the stdlib's json / the msgpack package decode the message,
   then :func:`streams.events.validate_event` checks each event (what ingest did
   before ``decode_message``, with today's validator);
-- ``hand-written (main)``: the same with the validator of git ``main``, before
-  the hostile-input checks (only when ``git`` can read it, to show their cost);
+- ``hand-written (old)``: the same with the validator as it was before the
+  hostile-input checks of issue 9 (git commit 695b1ef; shown when ``git`` can
+  read it), to show what those checks cost;
 - ``decode_message``: :func:`streams.codecs.decode_message`, msgspec decoding and
-  validating in C, the validator deciding only what the typed schema refuses;
-- ``decode_message, 1% bad``: the same with one invalid event per 100, which
-  takes the slow path for that event alone.
+  validating in C, the validator deciding only what the typed schema refuses.
+
+Workloads:
+- ``1% bad`` rows: one invalid event per 100, which takes the slow path
+  (generic decode, then the validator) for that event alone;
+- ``ids sent`` rows: every event carries its ``event_id``, so none is derived.
 
 Times are this process's CPU time (the machines are shared; wall time would
 count other work), best of the rounds. Events are realistic: ids of 6-12
@@ -83,11 +87,15 @@ def make_events(count: int, seed: int = 11) -> list[dict[str, Any]]:
     return events
 
 
-def main_validator() -> Callable[[Any], dict[str, Any]] | None:
-    """validate_event as on git main (None when git cannot show it)."""
+#: The last commit with the validator before the hostile-input checks.
+OLD_VALIDATOR_COMMIT = "695b1ef"
+
+
+def old_validator() -> Callable[[Any], dict[str, Any]] | None:
+    """validate_event as it was at OLD_VALIDATOR_COMMIT (None when git cannot show it)."""
     try:
         source = subprocess.run(
-            ["git", "-C", str(REPO), "show", "main:streams/events.py"],
+            ["git", "-C", str(REPO), "show", f"{OLD_VALIDATOR_COMMIT}:streams/events.py"],
             capture_output=True,
             check=True,
             timeout=10,
@@ -96,7 +104,7 @@ def main_validator() -> Callable[[Any], dict[str, Any]] | None:
         return None
     with tempfile.NamedTemporaryFile("wb", suffix=".py", delete=False) as fh:
         fh.write(source)
-    spec = importlib.util.spec_from_file_location("main_events", fh.name)
+    spec = importlib.util.spec_from_file_location("old_events", fh.name)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     try:
@@ -146,9 +154,9 @@ def run(args: argparse.Namespace) -> None:
     events = make_events(args.events)
     assert all(decode_message(encode([e], "msgpack")).events == [validate_event(e)] for e in events)
     contenders: dict[str, Callable[[bytes], int]] = {"hand-written": hand_written(validate_event)}
-    old = main_validator()
+    old = old_validator()
     if old is not None:
-        contenders["hand-written (main)"] = hand_written(old)
+        contenders["hand-written (old)"] = hand_written(old)
     contenders["decode_message"] = typed
     workloads: list[tuple[str, str, list[bytes], bool]] = []
     for encoding in ("json", "msgpack"):
@@ -160,6 +168,15 @@ def run(args: argparse.Namespace) -> None:
         )
         spoiled = [encode(spoil(b), encoding) for b in batches]
         workloads.append((f"batch {args.batch}, 1% bad", encoding, spoiled, True))
+        with_ids = [[{"event_id": f"ev-{id(e)}", **e} for e in b] for b in batches]
+        workloads.append(
+            (
+                f"batch {args.batch}, ids sent",
+                encoding,
+                [encode(b, encoding) for b in with_ids],
+                False,
+            )
+        )
 
     print(f"load average {os.getloadavg()[0]:.2f}; {args.events} events, best of {args.rounds}")
     header = f"{'messages':<20} {'enc':<8} {'decoder':<22} {'µs/event':>9} {'events/s':>11}"

@@ -370,10 +370,17 @@ def canonical_event(record: EventRecord) -> dict[str, Any]:
     ts = event["ts"]
     if ts.__class__ is str:
         event["ts"] = ts = parse_ts(ts)
-    _check_utf8_size("user_id", record.user_id)
-    _check_utf8_size("item_id", record.item_id)
-    _check_utf8_size("session_id", record.session_id)
-    _check_utf8_size("event_id", record.event_id)
+    # The byte checks, inlined for the fields every event has: this runs per event.
+    user_id, item_id, session_id = record.user_id, record.item_id, record.session_id
+    if len(user_id) > _ALWAYS_SHORT_CHARS and not user_id.isascii():
+        _check_id("user_id", user_id)
+    if len(item_id) > _ALWAYS_SHORT_CHARS and not item_id.isascii():
+        _check_id("item_id", item_id)
+    _check_utf8_size("session_id", session_id)
+    if record.event_id is None:
+        event["event_id"] = derive_event_id(user_id, item_id, record.type, ts, session_id or "")
+    else:
+        _check_utf8_size("event_id", record.event_id)
     context = record.context
     if context is not None:
         _check_utf8_size("context.surface", context.surface)
@@ -382,8 +389,4 @@ def canonical_event(record: EventRecord) -> dict[str, Any]:
     if item is not None:
         _check_utf8_size("item.category", item.category)
         _check_utf8_size("item.seller", item.seller)
-    if record.event_id is None:
-        event["event_id"] = derive_event_id(
-            record.user_id, record.item_id, record.type, ts, record.session_id or ""
-        )
     return event
