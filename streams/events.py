@@ -10,7 +10,7 @@ An event is a JSON object or a msgpack map::
 :func:`validate_event` returns the event in canonical form (``ts`` as float
 epoch seconds, ``event_id`` always present, keys in contract order) or raises
 :class:`EventError` naming the field at fault. Sizes and ranges come from
-:mod:`streams.limits`: strings of at most 256 UTF-8 bytes, finite numbers
+:mod:`streams.limits`: strings of at most 512 UTF-8 bytes, finite numbers
 within ±2**53, ``ts`` from 1970 to the year 5138 (numbers and ISO strings alike).
 
 :class:`EventRecord` states the same contract as a typed msgspec schema, so the

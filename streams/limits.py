@@ -14,8 +14,8 @@ with each other and with Kafka's:
   at most :data:`MAX_EVENT_BYTES`; once validated, its canonical form is at most
   :data:`MAX_CANONICAL_EVENT_BYTES` as msgpack, whatever was sent, because
 - every **string** of an event (ids, session, context and item strings) is at
-  most :data:`MAX_ID_BYTES` bytes of UTF-8 (bytes, not characters: 256 ASCII
-  characters, 64 emoji), every **number** is finite and within
+  most :data:`MAX_ID_BYTES` bytes of UTF-8 (bytes, not characters: 512 ASCII
+  characters, 128 emoji), every **number** is finite and within
   ±\\ :data:`MAX_NUMBER`, and ``ts`` within 0 .. :data:`MAX_TS`;
 - **nesting**: a valid event is :data:`MAX_EVENT_DEPTH` levels deep (the event,
   then ``context`` or ``item``); the typed decoder stops at the first container
@@ -32,12 +32,13 @@ while a message decodes into Python objects up to 25 times its size (16 MiB of
 ``[{},{},...]`` became 404 MiB with the stdlib's json). 1 MiB is about what
 Kafka's defaults let through.
 
-Why 256 bytes per string: a user's state keeps up to 200 events of history and
-about 800 more ids (tokens, top items and sellers, purchases, bandit arms,
-pending impressions); with every string at 256 bytes that worst case stays
-under 1 MiB, Kafka's default record size for the state's changelog. At 512
-bytes it would not. Recommendation services cap ids alike (Amazon Personalize
-256 characters, Google Retail 128).
+Why 512 bytes per string: the contract allowed 512 characters, so counting
+bytes instead keeps every ASCII id valid that was, and bounds the others (128
+emoji, where 512 emoji made 2 KB ids and, 300 events later, a user's state over
+1 MB). A user's state is also capped in bytes where it is folded
+(``models/user_state.py``): long ids shorten what it keeps, they cannot make it
+outgrow a record. Recommendation services cap ids tighter still (Amazon
+Personalize 256 characters, Google Retail 128).
 
 Examples
 --------
@@ -60,7 +61,7 @@ MAX_BATCH_EVENTS = 10_000
 #: Largest event as sent: a single-event message, or one element of a batch (bytes).
 MAX_EVENT_BYTES = 64 * 1024
 #: Longest string of an event (ids, session, context and item strings), UTF-8 bytes.
-MAX_ID_BYTES = 256
+MAX_ID_BYTES = 512
 #: Largest magnitude of any number (2**53: every integer up to it is exact as a float,
 #: and any JSON or msgpack reader in any language holds it).
 MAX_NUMBER = 2**53
@@ -71,7 +72,7 @@ MAX_TS = 1e11
 MAX_EVENT_DEPTH = 2
 #: Upper bound of one canonical event encoded as msgpack (every string at
 #: MAX_ID_BYTES, every optional field present); ``tests/streams`` checks it is tight.
-MAX_CANONICAL_EVENT_BYTES = 2_304
+MAX_CANONICAL_EVENT_BYTES = 4_352
 #: Bytes of a rejected input kept in its dead-letter record: any event, and any
 #: message up to twice the event limit, is kept whole.
 DEAD_LETTER_ORIGINAL_BYTES = 2 * MAX_EVENT_BYTES

@@ -15,13 +15,13 @@ from support import consume_all
 from agents.producer import EventProducer, kafka_producer, read_event_file
 from streams.codecs import decode_message, encode_batches
 from streams.events import validate_event
-from streams.limits import KAFKA_MAX_MESSAGE_BYTES, MAX_ID_BYTES, MAX_MESSAGE_BYTES
+from streams.limits import KAFKA_MAX_MESSAGE_BYTES, MAX_MESSAGE_BYTES
 from streams.topics import partition_for
 
 
 def big_event(i: int) -> dict:
     """A valid event of about 1.8 KB: a thousand of them do not fit one message."""
-    pad = "x" * (MAX_ID_BYTES - 8)
+    pad = "x" * 248
     return {
         "user_id": "user-1",
         "item_id": f"{pad}{i:08d}",

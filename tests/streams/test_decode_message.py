@@ -85,10 +85,10 @@ HOSTILE = [
     between_good("iso-year-1", event(2, ts="0001-01-01"), "ts", "before 1970-01-01"),
     between_good("iso-year-9999", event(2, ts="9999-12-31"), "ts", "after 5138-11-16"),
     between_good(
-        "65-emoji-id",
-        event(2, item_id="😀" * 65),
+        "129-emoji-id",
+        event(2, item_id="😀" * 129),
         "item_id",
-        "260 bytes of UTF-8; the limit is 256 bytes",
+        "516 bytes of UTF-8; the limit is 512 bytes",
     ),
 ]
 
@@ -186,10 +186,10 @@ def test_msgpack_batch_count_is_checked_from_its_header_before_decoding():
 def test_ids_are_limited_in_utf8_bytes_not_characters():
     assert validate_event(event(1, user_id="x" * MAX_ID_BYTES))["user_id"] == "x" * MAX_ID_BYTES
     assert validate_event(event(1, user_id="😀" * (MAX_ID_BYTES // 4)))
-    for too_long in ("x" * (MAX_ID_BYTES + 1), "😀" * (MAX_ID_BYTES // 4 + 1), "é" * 129):
+    for too_long in ("x" * (MAX_ID_BYTES + 1), "😀" * (MAX_ID_BYTES // 4 + 1), "é" * 257):
         decoded = decode_message(msgpack.packb(event(1, user_id=too_long)))
         assert [r.field for r in decoded.rejections] == ["user_id"]
-        assert "the limit is 256 bytes" in decoded.rejections[0].reason
+        assert f"the limit is {MAX_ID_BYTES} bytes" in decoded.rejections[0].reason
 
 
 # -- the contract and its messages are validate_event's ---------------------------------------

@@ -55,7 +55,7 @@ ALPHABETS = [
     "\x00\x01\t\n\x7f\u200b\ufeff",
     '"\\/[]{}',
 ]
-BOUNDARY_LENGTHS = [0, 1, 2, 63, 64, 65, 127, 128, 129, 255, 256, 257, 300]
+BOUNDARY_LENGTHS = [0, 1, 2, 127, 128, 129, 255, 256, 257, 511, 512, 513, 600]
 
 
 def text(rng: random.Random, short: bool = False) -> str:
