@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import hmac
+import json
 import math
 import time
 from collections import defaultdict
@@ -50,6 +51,10 @@ PAST_TENSE = {
     "cart": "carted",
     "purchase": "bought",
 }
+
+
+class Reroute(Exception):
+    """The local worker is not (yet) the owner after all: route the request again."""
 
 
 class BadRequest(ValueError):
@@ -138,7 +143,12 @@ async def routed(
                 topic, key.encode("utf-8", "surrogatepass"), view.web, request
             )
         except SameNode:
-            return await local()
+            try:
+                return await local()
+            except Reroute:
+                if time.monotonic() > deadline:
+                    return error(view, 503, "this key's state is being recovered; retry shortly")
+                await asyncio.sleep(0.1)
         except (ServiceUnavailable, KeyError, TypeError, AttributeError):
             # Faust raises these until the assignment and its metadata are known.
             if time.monotonic() > deadline:
@@ -222,17 +232,27 @@ def cooccurrence_similar(
 
 def decode_body(body: bytes, content_type: str) -> list[Any]:
     """The events of a ``POST /events`` body (one event or an array), or BadRequest."""
-    if not body:
-        raise BadRequest("body", "is empty; send a JSON object or an array of objects")
-    try:
-        if "msgpack" in content_type:
+    if not body.strip():
+        raise BadRequest("body", "is empty; expected a JSON object or an array of objects")
+    if "msgpack" in content_type:
+        try:
             items = msgpack.unpackb(body, raw=False, strict_map_key=False)
-            items = items if isinstance(items, list) else [items]
-        else:
-            items = decode_payload(body).items
-    except (DecodeError, ValueError, TypeError, RecursionError, msgpack.UnpackException) as exc:
-        raise BadRequest("body", f"undecodable: {str(exc)[:200]}") from None
-    return items
+        except Exception as exc:
+            raise BadRequest("body", f"undecodable msgpack: {str(exc)[:200]}") from None
+        return items if isinstance(items, list) else [items]
+    if body.lstrip()[:1] not in (b"{", b"["):
+        try:
+            value = json.loads(body)
+        except (ValueError, RecursionError):
+            raise BadRequest(
+                "body", "is not JSON; expected a JSON object or an array of objects"
+            ) from None
+        kind = {str: "a string", bool: "a boolean", type(None): "null"}.get(type(value), "a number")
+        raise BadRequest("body", f"expected a JSON object or an array of objects, got {kind}")
+    try:
+        return decode_payload(body).items
+    except (DecodeError, ValueError, TypeError, RecursionError) as exc:
+        raise BadRequest("body", f"is not valid JSON: {str(exc)[:200]}") from None
 
 
 def register(app: TastestreamApp, services: Services, events_topic: Any, pairs_topic: Any) -> None:
@@ -241,8 +261,19 @@ def register(app: TastestreamApp, services: Services, events_topic: Any, pairs_t
     metrics = services.metrics
     recommender = services.recommender
 
+    def owned_here(store: Any, partition: int) -> None:
+        """Raise :class:`Reroute` unless ``partition`` is owned here and recovered."""
+        if not state.settled.is_set() or not store.is_ready(partition):
+            raise Reroute
+        if partition not in state.assigned[store.name]:
+            raise Reroute
+
     def by_user(view: web.View, request: web.Request, user_id: str, local: Any) -> Any:
-        return routed(app, events_topic, user_id, view, request, local)
+        async def when_ready() -> web.Response:
+            owned_here(state.users, state.user_partition(user_id))
+            return await local()
+
+        return routed(app, events_topic, user_id, view, request, when_ready)
 
     # -- events -------------------------------------------------------------------
     @app.page("/events")
@@ -402,7 +433,12 @@ def register(app: TastestreamApp, services: Services, events_topic: Any, pairs_t
                 )
 
             key = token_key(item_id, from_type)
-            return await routed(app, pairs_topic, key, self, request, local)
+
+            async def when_ready() -> web.Response:
+                owned_here(state.tokens, partition_for(key, settings.partitions))
+                return await local()
+
+            return await routed(app, pairs_topic, key, self, request, when_ready)
 
     # -- health ---------------------------------------------------------------------
     @app.page("/health/live")

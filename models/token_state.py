@@ -31,7 +31,7 @@ from typing import Any
 import msgpack
 
 from models.cooccurrence import DEFAULT_CAPACITY, DEFAULT_HALF_LIFE, TokenNeighbours
-from models.user_state import PairRecord, split_token_key
+from models.user_state import PairRecord
 
 _packb = msgpack.Packer(use_bin_type=True).pack
 
@@ -58,19 +58,25 @@ class TokenState:
     def fold(self, records: Iterable[PairRecord]) -> int:
         """Apply this token's records (in arrival order); return how many were new."""
         neighbours = self.neighbours
+        sketches = neighbours.sketches
         applied = self.applied
         n = 0
-        for _, q, weight, ts, partition, offset, seq in records:
-            number = (offset, seq)
+        for p, q, weight, ts, partition, offset, seq in records:
             last = applied.get(partition)
-            if last is not None and number <= last:
+            if last is not None and (offset < last[0] or (offset == last[0] and seq <= last[1])):
                 continue
-            applied[partition] = number
-            if _ is None:
-                neighbours.add_total(weight, ts)
-            else:
-                neighbours.add(split_token_key(q), weight, ts)
+            applied[partition] = (offset, seq)
             n += 1
+            if p is None:
+                neighbours.add_total(weight, ts)
+                continue
+            # Inlined TokenNeighbours.add (this loop is the hottest of the worker).
+            etype, _, item = q.partition(":")
+            sketch = sketches.get(etype)
+            if sketch is None:
+                neighbours.add((item, etype), weight, ts)
+            else:
+                sketch.add(item, weight, ts)
         return n
 
     def to_state(self) -> list[Any]:

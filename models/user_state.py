@@ -102,6 +102,9 @@ class StateConfig:
     history_length: int = 200
     #: Bytes of encoded events kept in the history at most (oldest dropped first).
     history_max_bytes: int = 128 * 1024
+    #: Bytes of one packed user state at most: far below a 1 MB changelog record,
+    #: whatever the ids (the oldest history, then the oldest tokens, go first).
+    max_state_bytes: int = 512 * 1024
     #: Event ids remembered to drop redeliveries.
     dedupe_window: int = 1000
     #: Half-life of engagement weights, bandit evidence and co-occurrence counts.
@@ -193,9 +196,12 @@ class UserState:
         the occurrence of its token ``q``, then ``(p, q, weight, ts)`` per pair.
         Impressions count nothing (they only feed the bandit and ``last_seen``).
         """
-        if not self.seen.admit(event_digest(event["event_id"])):
+        digest = event_digest(event["event_id"])
+        if digest in self.seen.seen:
             return None
-        self._remember(event)
+        encoded = _packb(event)  # first: an event that cannot be encoded changes nothing
+        self.seen.admit(digest)
+        self._remember(encoded)
         self.trajectory.update(event)
         self.bandit.update(event)
         etype = event["type"]
@@ -211,8 +217,7 @@ class UserState:
             records.append((token_key(p_item, p_type), q, weight, ts))
         return records
 
-    def _remember(self, event: Mapping[str, Any]) -> None:
-        encoded = _packb(event)
+    def _remember(self, encoded: bytes) -> None:
         history = self.history
         history.append(encoded)
         self.history_bytes += len(encoded)
@@ -246,8 +251,54 @@ class UserState:
         ]
 
     def pack(self) -> bytes:
-        """The state as one msgpack value (what changelogs and snapshots store)."""
-        return _packb(self.to_state())
+        """The state as one msgpack value (what changelogs and snapshots store).
+
+        A value over ``max_state_bytes`` (only reachable with very long ids)
+        is shrunk first: the older half of the history, then of the recent
+        tokens, then pending impressions, until it fits.
+        """
+        packed = _packb(self.to_state())
+        while len(packed) > self.config.max_state_bytes and self._shrink():
+            packed = _packb(self.to_state())
+        return packed
+
+    def _shrink(self) -> bool:
+        """Drop the oldest half of the biggest droppable part; False if nothing is left."""
+        if len(self.history) > 1:
+            for _ in range(len(self.history) // 2):
+                self.history_bytes -= len(self.history.popleft())
+            return True
+        trajectory = self.trajectory
+        if len(trajectory) > 1:
+            half = len(trajectory) // 2
+            del trajectory.items[:half]
+            del trajectory.type_codes[:half]
+            del trajectory.timestamps[:half]
+            return True
+        bandit = self.bandit
+        if bandit.pending_items or bandit.pending_sellers:
+            bandit.pending_items.clear()
+            bandit.pending_sellers.clear()
+            return True
+        if len(trajectory.purchased) > 1:
+            for item in list(trajectory.purchased)[: len(trajectory.purchased) // 2]:
+                del trajectory.purchased[item]
+            return True
+        # Last resort: the weakest half of every bounded sketch of weights and arms.
+        shrunk = False
+        for sketch in (trajectory.item_weights, trajectory.seller_weights):
+            if len(sketch.counts) > 1:
+                for item in sorted(sketch.counts, key=sketch.counts.get)[: len(sketch.counts) // 2]:
+                    del sketch.counts[item]
+                    sketch.errors.pop(item, None)
+                sketch._heap = None
+                shrunk = True
+        for arms in (bandit.items, bandit.sellers):
+            if len(arms) > 1:
+                for arm in sorted(arms, key=lambda a: sum(arms[a]))[: len(arms) // 2]:
+                    del arms[arm]
+                shrunk = True
+        return shrunk
 
     @classmethod
     def from_state(cls, state: list[Any], config: StateConfig) -> UserState:
