@@ -350,17 +350,18 @@ def encode_event(event: dict[str, Any]) -> bytes:
 
 
 def encode_batches(
-    events: Sequence[dict[str, Any]],
+    records: Sequence[Any],
     max_bytes: int = MAX_MESSAGE_BYTES,
     max_events: int = MAX_BATCH_EVENTS,
-) -> Iterator[tuple[bytes, list[dict[str, Any]]]]:
-    """msgpack batch messages of ``events``, in order, each within the limits.
+) -> Iterator[tuple[bytes, list[Any]]]:
+    """msgpack array messages of ``records``, in order, each within the limits.
 
-    Yields ``(message, events_in_it)``; every message is at most ``max_bytes``
-    and ``max_events`` events. Each event is encoded once. A canonical event is
-    at most MAX_CANONICAL_EVENT_BYTES, far below any message limit; an event
-    that alone exceeds ``max_bytes`` raises ValueError (it is not one the
-    contract accepts).
+    Yields ``(message, records_in_it)``; every message is at most ``max_bytes``
+    and ``max_events`` records. Each record is encoded once. For events (a
+    canonical event is at most MAX_CANONICAL_EVENT_BYTES, far below any message
+    limit) and for any other msgpack records a worker sends (co-occurrence
+    pairs, forwards): chunking by count alone lets long ids outgrow the
+    producer's limit. A record that alone exceeds ``max_bytes`` raises ValueError.
 
     Examples
     --------
@@ -372,17 +373,17 @@ def encode_batches(
     """
     packer = msgpack.Packer(use_bin_type=True)
     parts: list[bytes] = []
-    batch: list[dict[str, Any]] = []
+    batch: list[Any] = []
     size = 5  # the largest array header
-    for event in events:
-        part = packer.pack(event)
+    for record in records:
+        part = packer.pack(record)
         if len(part) + 5 > max_bytes:
-            raise ValueError(f"an event of {len(part)} bytes cannot fit a {max_bytes}-byte message")
+            raise ValueError(f"a record of {len(part)} bytes cannot fit a {max_bytes}-byte message")
         if batch and (size + len(part) > max_bytes or len(batch) >= max_events):
             yield packer.pack_array_header(len(parts)) + b"".join(parts), batch
             parts, batch, size = [], [], 5
         parts.append(part)
-        batch.append(event)
+        batch.append(record)
         size += len(part)
     if batch:
         yield packer.pack_array_header(len(parts)) + b"".join(parts), batch
