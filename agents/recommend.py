@@ -455,10 +455,13 @@ def register(app: Any, recommender: Recommender, events_topic: Any, pairs_topic:
                 log.exception("list refresh failed; retrying")
                 await asyncio.sleep(1.0)
                 continue
+            elapsed = time.monotonic() - started
             metrics.inc("tastestream_recs_refreshed_total", len(users) - len(left))
             metrics.set("tastestream_recs_refresh_backlog", len(left))
-            metrics.observe("tastestream_recs_refresh_seconds", time.monotonic() - started)
-            await asyncio.sleep(0)
+            metrics.observe("tastestream_recs_refresh_seconds", elapsed)
+            # A duty cycle, not a busy loop: list building takes at most
+            # budget / interval of the CPU, and ingest keeps the rest.
+            await asyncio.sleep(max(settings.recs_refresh_seconds - elapsed, 0.01))
 
     @app.on_before_shutdown.connect
     async def stop_lists(app: Any, **kwargs: Any) -> None:
