@@ -104,7 +104,7 @@ def create_app(settings: Settings) -> TastestreamApp:
     from agents import cooccurrence, ingest, recommend, serving, state, ui, views
     from agents.broker import BrokerWatch
     from agents.redis_client import RedisClient
-    from streams.codecs import MAX_BATCH_BYTES as MAX_MESSAGE_BYTES
+    from streams.limits import KAFKA_MAX_MESSAGE_BYTES, MAX_MESSAGE_BYTES
 
     worker_id = settings.worker_id or f"{socket.gethostname()}-{settings.web_port}"
     faust_dir = settings.data_path / "faust" / worker_id
@@ -116,16 +116,16 @@ def create_app(settings: Settings) -> TastestreamApp:
         topic_partitions=settings.partitions,
         topic_replication_factor=settings.replication_factor,
         producer_linger=settings.producer_linger_seconds,
-        # Forwarded batches and changelog groups may be as large as an input message.
-        producer_max_request_size=MAX_MESSAGE_BYTES + 64 * 1024,
-        consumer_max_fetch_size=max(MAX_MESSAGE_BYTES + 64 * 1024, 4 * 1024 * 1024),
+        # Forwarded batches and changelog records may be as large as an input message.
+        producer_max_request_size=KAFKA_MAX_MESSAGE_BYTES,
+        consumer_max_fetch_size=max(KAFKA_MAX_MESSAGE_BYTES, 4 * 1024 * 1024),
         broker_session_timeout=settings.session_timeout_seconds,
         broker_heartbeat_interval=max(settings.session_timeout_seconds / 4, 0.5),
         broker_commit_interval=settings.commit_interval_seconds,
         broker_commit_every=1_000_000,
         web_bind=settings.web_bind or settings.web_host,
         web_port=settings.web_port,
-        web_application_options={"client_max_size": MAX_MESSAGE_BYTES + 1024},
+        web_application_options={"client_max_size": MAX_MESSAGE_BYTES},
         canonical_url=f"http://{settings.web_host}:{settings.web_port}",
         datadir=str(faust_dir),
         # Faust keeps its own assignor (co-partitioned topics, and the host of

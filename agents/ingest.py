@@ -28,16 +28,14 @@ import time
 from collections import defaultdict
 from typing import Any
 
-import msgpack
 from faust.types import EventT
 
 from agents.metrics import Metrics
 from agents.state import StateService
 from models.user_state import PairRecord, fold_message
-from streams.codecs import DecodeError, decode_payload, dumps_json, encode_event, encode_events
-from streams.deadletter import dead_letter_record
+from streams.codecs import decode_message, encode_batches
+from streams.deadletter import dead_letter_record, dead_letter_value
 from streams.eventlog import EventLog
-from streams.events import EventError, validate_event
 from streams.topics import partition_for
 
 log = logging.getLogger(__name__)
@@ -48,52 +46,6 @@ PAIRS_PER_MESSAGE = 5000
 EVENTS_PER_MESSAGE = 1000
 #: Users whose owning partition is remembered (murmur2 in pure Python costs ~3 µs).
 OWNER_CACHE_SIZE = 1_000_000
-
-_packb = msgpack.Packer(use_bin_type=True).pack
-
-
-def decode_message(
-    value: bytes | None,
-) -> tuple[list[dict[str, Any]], list[tuple[int | None, str | None, str, bytes | None]]]:
-    """One message's valid events and its rejections ``(index, field, reason, original)``.
-
-    Never raises: anything that goes wrong with one event rejects that event,
-    with the whole message only when the message itself cannot be read.
-    """
-    try:
-        payload = decode_payload(value)
-    except DecodeError as exc:
-        return [], [(None, None, str(exc), value)]
-    except Exception as exc:  # RecursionError, TypeError, ... on hostile bytes
-        return [], [(None, None, f"undecodable message: {exc!r}"[:500], value)]
-    events: list[dict[str, Any]] = []
-    rejections: list[tuple[int | None, str | None, str, bytes | None]] = []
-    for index, raw in enumerate(payload.items):
-        try:
-            events.append(validate_event(raw))
-        except EventError as exc:
-            rejections.append(
-                (_index(payload, index), exc.field, str(exc), _original(raw, payload, value))
-            )
-        except Exception as exc:
-            reason = f"invalid event: {exc!r}"[:500]
-            rejections.append(
-                (_index(payload, index), None, reason, _original(raw, payload, value))
-            )
-    return events, rejections
-
-
-def _index(payload: Any, index: int) -> int | None:
-    return index if payload.is_batch else None
-
-
-def _original(raw: Any, payload: Any, value: bytes | None) -> bytes | None:
-    if not payload.is_batch:
-        return value
-    try:
-        return dumps_json(raw) if payload.encoding == "json" else encode_event(raw)
-    except Exception:
-        return repr(raw).encode("utf-8", "backslashreplace")[:65536]
 
 
 class Ingest:
@@ -149,7 +101,7 @@ class Ingest:
         key: bytes | None,
     ) -> None:
         record = dead_letter_record(original, reason, source, field=field, index=index)
-        await self.state.send(self.dead_letter_topic, key, dumps_json(record), 0)
+        await self.state.send(self.dead_letter_topic, key, dead_letter_value(record), 0)
         self.metrics.inc("tastestream_events_rejected_total", labels={"field": field or "message"})
 
     async def process(self, batch: list[EventT]) -> None:
@@ -189,12 +141,12 @@ class Ingest:
             self.last_offsets[partition] = msg.offset
             metrics.observe("tastestream_ingest_latency_seconds", max(now - msg.timestamp, 0.0))
             source = {"topic": msg.topic, "partition": partition, "offset": msg.offset}
-            events, rejections = decode_message(msg.value)
-            n_events += len(events) + len(rejections)
-            for index, field, reason, original in rejections:
-                await self.dead_letter(original, reason, source, field, index, msg.key)
+            decoded = decode_message(msg.value)
+            n_events += decoded.items
+            for r in decoded.rejections:
+                await self.dead_letter(r.original, r.reason, source, r.field, r.index, msg.key)
             mine = []
-            for ev in events:
+            for ev in decoded.events:
                 owner = self.owner(ev["user_id"])
                 if owner == partition:
                     mine.append(ev)
@@ -228,15 +180,13 @@ class Ingest:
         if skipped:
             metrics.inc("tastestream_messages_skipped_total", skipped)
         for owner, events in forwards.items():
-            for start in range(0, len(events), EVENTS_PER_MESSAGE):
-                chunk = events[start : start + EVENTS_PER_MESSAGE]
-                key = chunk[0]["user_id"].encode("utf-8", "surrogatepass")
-                await state.send(self.events_topic, key, encode_events(chunk), owner)
+            for value, chunk in encode_batches(events, max_events=EVENTS_PER_MESSAGE):
+                await state.send(self.events_topic, chunk[0]["user_id"].encode(), value, owner)
             metrics.inc("tastestream_events_forwarded_total", len(events))
         for partition, records in pairs.items():
-            for start in range(0, len(records), PAIRS_PER_MESSAGE):
-                chunk = records[start : start + PAIRS_PER_MESSAGE]
-                await state.send(self.pairs_topic, None, _packb(chunk), partition)
+            # Chunked by bytes too: long ids make records long.
+            for value, _ in encode_batches(records, max_events=PAIRS_PER_MESSAGE):
+                await state.send(self.pairs_topic, None, value, partition)
         accepted_n = len(accepted_all)
         if accepted_all:
             self.eventlog.append(accepted_all)

@@ -2,7 +2,11 @@
 
 Events are validated, grouped by the partition that owns their user (murmur2,
 as Faust partitions), and sent as msgpack batch messages with an explicit
-partition, so the ingest agent pays its per-message cost once per batch.
+partition, so the ingest agent pays its per-message cost once per batch. A
+batch message holds at most ``batch_size`` events and never more than the
+contract's limits (:mod:`streams.limits`: MAX_BATCH_EVENTS events,
+MAX_MESSAGE_BYTES bytes); the producer is configured to send such messages
+(``message.max.bytes`` = KAFKA_MAX_MESSAGE_BYTES).
 """
 
 from __future__ import annotations
@@ -17,8 +21,9 @@ import msgpack
 from confluent_kafka import Producer
 
 from agents.settings import Settings
-from streams.codecs import DecodeError, decode_payload, encode_events
+from streams.codecs import decode_message, encode_batches
 from streams.events import EventError, validate_event
+from streams.limits import KAFKA_MAX_MESSAGE_BYTES, MAX_MESSAGE_BYTES
 from streams.topics import partition_for
 
 
@@ -35,11 +40,14 @@ class SendSummary:
 
 
 def kafka_producer(settings: Settings, **overrides: Any) -> Producer:
+    """A confluent-kafka producer for the events topic: Faust's partitioner, contract sizes."""
     config = {
         "bootstrap.servers": settings.kafka_bootstrap,
         "linger.ms": int(settings.producer_linger_seconds * 1000),
         "partitioner": "murmur2_random",  # what Faust and the Java client use
         "compression.type": "none",
+        # librdkafka's default (1,000,000) is below a full-size message plus its framing.
+        "message.max.bytes": KAFKA_MAX_MESSAGE_BYTES,
         "log_level": 3,
     }
     config.update(overrides)
@@ -96,7 +104,10 @@ class EventProducer:
         return sum(self.send(e) for e in events)
 
     def _send_batch(self, partition: int) -> None:
-        events = self._pending.pop(partition)
+        for value, events in encode_batches(self._pending.pop(partition)):
+            self._produce(partition, value, events)
+
+    def _produce(self, partition: int, value: bytes, events: list[dict[str, Any]]) -> None:
         count = len(events)
 
         def delivered(err: Any, msg: Any) -> None:
@@ -106,7 +117,7 @@ class EventProducer:
             try:
                 self.producer.produce(
                     self.topic,
-                    value=encode_events(events),
+                    value=value,
                     key=events[0]["user_id"].encode(),
                     partition=partition,
                     on_delivery=delivered,
@@ -114,7 +125,7 @@ class EventProducer:
                 break
             except BufferError:
                 self.producer.poll(0.1)  # local queue full: let deliveries drain
-        self.summary.sent += len(events)
+        self.summary.sent += count
         self.producer.poll(0)
 
     def flush(self, timeout: float = 30.0) -> SendSummary:
@@ -130,18 +141,26 @@ class EventFileError(ValueError):
     """The input is neither JSON lines nor a msgpack stream of events."""
 
 
-def read_event_file(stream: IO[bytes], rejected: Counter, name: str = "the input") -> Iterator[Any]:
-    """Events from JSONL, or from a stream of msgpack maps/arrays; bad lines counted.
+def read_event_file(
+    stream: IO[bytes], rejected: Counter, name: str = "the input"
+) -> Iterator[dict[str, Any]]:
+    """Canonical events from JSONL, or from a stream of msgpack maps/arrays.
 
-    A file that is neither (a binary file, a CSV, a corrupt msgpack stream)
-    raises :class:`EventFileError` naming ``name``.
+    Each JSONL line is a message (one event or a batch, at most MAX_MESSAGE_BYTES)
+    decoded by :func:`streams.codecs.decode_message`: what it rejects is counted in
+    ``rejected`` under the field at fault, ``"event"`` for an event as a whole, or
+    ``"undecodable line"``. A msgpack stream that stops decoding after some
+    events counts as ``"undecodable msgpack"`` and ends the reading (msgpack
+    cannot resynchronise); a file that is neither from its first bytes (a binary
+    file, a zip) raises :class:`EventFileError` naming ``name``.
 
     Examples
     --------
     >>> import io
-    >>> list(read_event_file(io.BufferedReader(io.BytesIO(b'{"a": 1}\\n')), Counter()))
-    [{'a': 1}]
-    >>> zipped = io.BufferedReader(io.BytesIO(b"PK\\x03..."))
+    >>> good = b'{"user_id": "u", "item_id": "i", "type": "view", "ts": 1}\n'
+    >>> [e["item_id"] for e in read_event_file(io.BufferedReader(io.BytesIO(good)), Counter())]
+    ['i']
+    >>> zipped = io.BufferedReader(io.BytesIO(b"PK\x03..."))
     >>> list(read_event_file(zipped, Counter(), "a.zip"))  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
@@ -149,36 +168,49 @@ def read_event_file(stream: IO[bytes], rejected: Counter, name: str = "the input
     """
     head = stream.peek(1)[:1] if hasattr(stream, "peek") else b""
     if head and head[0] not in b"{[ \t\r\n":
-        count = 0
-        try:
-            for obj in msgpack.Unpacker(stream, raw=False, strict_map_key=False):
-                if not isinstance(obj, dict | list):
-                    raise EventFileError(
-                        f"{name} is neither JSON lines nor msgpack events (it starts with {head!r})"
-                        if count == 0
-                        else f"{name}: item {count} of the msgpack stream is not an event or batch"
-                    )
-                count += 1
-                if isinstance(obj, list):
-                    yield from obj
-                else:
-                    yield obj
-        except EventFileError:
-            raise
-        except (msgpack.UnpackException, ValueError) as exc:
-            raise EventFileError(
-                f"{name}: corrupt msgpack stream after {count} items ({type(exc).__name__})"
-            ) from None
+        yield from _read_msgpack_stream(stream, rejected, name, head)
         return
     for line in stream:
         if not line.strip():
             continue
-        try:
-            items = decode_payload(line).items
-        except DecodeError:
-            rejected["undecodable line"] += 1
-            continue
-        yield from items
+        decoded = decode_message(line)
+        for rejection in decoded.rejections:
+            if rejection.kind == "message":
+                rejected["undecodable line"] += 1
+            else:
+                rejected[rejection.field or "event"] += 1
+        yield from decoded.events
+
+
+def _read_msgpack_stream(
+    stream: IO[bytes], rejected: Counter, name: str, head: bytes
+) -> Iterator[dict[str, Any]]:
+    unpacker = msgpack.Unpacker(
+        stream, raw=False, strict_map_key=False, max_buffer_size=MAX_MESSAGE_BYTES
+    )
+    count = 0
+    not_events = EventFileError(
+        f"{name} is neither JSON lines nor msgpack events (it starts with {head!r})"
+    )
+    try:
+        for obj in unpacker:
+            if not isinstance(obj, dict | list):
+                if count == 0:
+                    raise not_events
+                rejected["undecodable msgpack"] += 1
+                continue
+            count += 1
+            for raw in obj if isinstance(obj, list) else [obj]:
+                try:
+                    yield validate_event(raw)
+                except EventError as exc:
+                    rejected[exc.field or "event"] += 1
+    except EventFileError:
+        raise
+    except Exception:  # malformed, too deep, too big, or an unhashable map key
+        if count == 0:
+            raise not_events from None
+        rejected["undecodable msgpack"] += 1
 
 
 def write_jsonl(events: Iterable[dict[str, Any]], out: IO[str]) -> int:

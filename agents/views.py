@@ -25,7 +25,6 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import msgpack
 from faust import web
 from faust.exceptions import SameNode
 from faust.web.exceptions import ServiceUnavailable
@@ -36,9 +35,8 @@ from models.sessions import INTERACTION_TYPES
 from models.user_state import UserState, token_key
 
 #: An HTTP request body may be this large at most.
-from streams.codecs import MAX_BATCH_BYTES as MAX_BODY_BYTES
-from streams.codecs import DecodeError, decode_payload, encode_events
-from streams.events import EventError, validate_event
+from streams.codecs import DecodedMessage, decode_message, encode_batches
+from streams.limits import MAX_MESSAGE_BYTES as MAX_BODY_BYTES
 from streams.topics import partition_for
 
 #: Seconds a request waits for routing while partitions move (a rebalance).
@@ -230,17 +228,16 @@ def cooccurrence_similar(
     return items
 
 
-def decode_body(body: bytes, content_type: str) -> list[Any]:
-    """The events of a ``POST /events`` body (one event or an array), or BadRequest."""
+def decode_body(body: bytes, content_type: str) -> DecodedMessage:
+    """A ``POST /events`` body (one event or an array) decoded and validated, or BadRequest.
+
+    The body is a message like any on the events topic
+    (:func:`streams.codecs.decode_message`); only what cannot be read as events
+    at all is a ``400``.
+    """
     if not body.strip():
         raise BadRequest("body", "is empty; expected a JSON object or an array of objects")
-    if "msgpack" in content_type:
-        try:
-            items = msgpack.unpackb(body, raw=False, strict_map_key=False)
-        except Exception as exc:
-            raise BadRequest("body", f"undecodable msgpack: {str(exc)[:200]}") from None
-        return items if isinstance(items, list) else [items]
-    if body.lstrip()[:1] not in (b"{", b"["):
+    if "msgpack" not in content_type and body.lstrip()[:1] not in (b"{", b"["):
         try:
             value = json.loads(body)
         except (ValueError, RecursionError):
@@ -249,10 +246,12 @@ def decode_body(body: bytes, content_type: str) -> list[Any]:
             ) from None
         kind = {str: "a string", bool: "a boolean", type(None): "null"}.get(type(value), "a number")
         raise BadRequest("body", f"expected a JSON object or an array of objects, got {kind}")
-    try:
-        return decode_payload(body).items
-    except (DecodeError, ValueError, TypeError, RecursionError) as exc:
-        raise BadRequest("body", f"is not valid JSON: {str(exc)[:200]}") from None
+    decoded = decode_message(body)
+    whole = [r for r in decoded.rejections if r.kind == "message"]
+    if whole:
+        what = "msgpack" if decoded.encoding == "msgpack" else "JSON"
+        raise BadRequest("body", f"is not valid {what}: {whole[0].reason[:300]}")
+    return decoded
 
 
 def register(app: TastestreamApp, services: Services, events_topic: Any, pairs_topic: Any) -> None:
@@ -287,43 +286,31 @@ def register(app: TastestreamApp, services: Services, events_topic: Any, pairs_t
                 metrics.inc("tastestream_http_rejected_total", labels={"reason": "too_large"})
                 return error(self, 413, f"body is {len(body)} bytes; the limit is {MAX_BODY_BYTES}")
             try:
-                items = decode_body(body, request.headers.get("Content-Type", ""))
+                decoded = decode_body(body, request.headers.get("Content-Type", ""))
             except BadRequest as exc:
                 metrics.inc("tastestream_http_rejected_total", labels={"reason": "body"})
                 return error(self, 400, str(exc), field=exc.field)
-            rejected = []
+            rejected = [
+                {"index": r.index or 0, "field": r.field, "reason": r.reason}
+                for r in decoded.rejections
+            ]
+            if rejected:
+                metrics.inc("tastestream_http_rejected_total", len(rejected), {"reason": "event"})
             by_partition: dict[int, list[dict[str, Any]]] = defaultdict(list)
             seen_ids: set[str] = set()
             duplicates = 0
-            for index, raw in enumerate(items):
-                try:
-                    event = validate_event(raw)
-                except EventError as exc:
-                    rejected.append({"index": index, "field": exc.field, "reason": str(exc)})
-                    metrics.inc("tastestream_http_rejected_total", labels={"reason": "event"})
-                    continue
-                except Exception as exc:  # hostile values the validator did not foresee
-                    rejected.append({"index": index, "field": None, "reason": repr(exc)[:200]})
-                    metrics.inc("tastestream_http_rejected_total", labels={"reason": "event"})
-                    continue
+            for event in decoded.events:
                 if event["event_id"] in seen_ids:
                     duplicates += 1
                     continue
                 seen_ids.add(event["event_id"])
                 by_partition[partition_for(event["user_id"], settings.partitions)].append(event)
             sends = []
+            topic = events_topic.get_topic_name()
             for partition, events in by_partition.items():
-                key = events[0]["user_id"].encode("utf-8", "surrogatepass")
-                sends.append(
-                    await app.producer.send(
-                        events_topic.get_topic_name(),
-                        key,
-                        encode_events(events),
-                        partition,
-                        None,
-                        None,
-                    )
-                )
+                for value, chunk in encode_batches(events):
+                    key = chunk[0]["user_id"].encode()
+                    sends.append(await app.producer.send(topic, key, value, partition, None, None))
             # 202 only once the broker has the events: a lost send is an error, not a success.
             try:
                 await asyncio.gather(*sends)

@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 
 from aiokafka.partitioner import murmur2
 
+from streams.limits import KAFKA_MAX_MESSAGE_BYTES
+
 
 @dataclass(frozen=True, slots=True)
 class TopicSpec:
@@ -52,6 +54,7 @@ class Topics:
             "user_id",
             "event or batch (JSON or msgpack)",
             "clickstream in: one event or an array of events per message",
+            config={"max.message.bytes": str(KAFKA_MAX_MESSAGE_BYTES)},
         )
         self.dead_letter = TopicSpec(
             f"{prefix}.dead-letter",
@@ -90,7 +93,12 @@ class Topics:
         )
         # Changelogs hold checkpoint groups (many keys per record), which cannot
         # be compacted by key: keep them; snapshots bound what recovery reads.
-        keep = {"cleanup.policy": "delete", "retention.ms": "-1"}
+        keep = {
+            "cleanup.policy": "delete",
+            "retention.ms": "-1",
+            # A checkpoint group's record is split at 512 KiB, plus one state of at most 512 KiB.
+            "max.message.bytes": str(KAFKA_MAX_MESSAGE_BYTES),
+        }
         self.user_changelog = TopicSpec(
             f"{prefix}.user-state-changelog",
             "none (partition = the users' partition)",
