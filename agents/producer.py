@@ -157,10 +157,10 @@ def read_event_file(
     Examples
     --------
     >>> import io
-    >>> good = b'{"user_id": "u", "item_id": "i", "type": "view", "ts": 1}\n'
+    >>> good = b'{"user_id": "u", "item_id": "i", "type": "view", "ts": 1}\\n'
     >>> [e["item_id"] for e in read_event_file(io.BufferedReader(io.BytesIO(good)), Counter())]
     ['i']
-    >>> zipped = io.BufferedReader(io.BytesIO(b"PK\x03..."))
+    >>> zipped = io.BufferedReader(io.BytesIO(b"PK\\x03..."))
     >>> list(read_event_file(zipped, Counter(), "a.zip"))  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
