@@ -310,7 +310,7 @@ def register(app: Any, events_topic: Any) -> MapCache:
         return existing
     from faust import web
 
-    from agents.views import error, routed
+    from agents.views import USER, error, routed
 
     cache = MapCache()
     app.ui_maps = cache
@@ -331,13 +331,13 @@ def register(app: Any, events_topic: Any) -> MapCache:
         async def get(self, request: web.Request) -> web.Response:
             return self.html(PAGE.read_text(encoding="utf-8"))
 
-    @app.page("/ui/users/{user_id}")
+    @app.page(f"/ui/users/{USER}")
     class UserPage(web.View):
         async def get(self, request: web.Request, user_id: str) -> web.Response:
             # read per request: cheap, and an edited page shows without a restart
             return self.html(PAGE.read_text(encoding="utf-8"))
 
-    @app.page("/ui/api/users/{user_id}/map")
+    @app.page(f"/ui/api/users/{USER}/map")
     class UserMap(web.View):
         async def get(self, request: web.Request, user_id: str) -> web.Response:
             async def local() -> web.Response:

@@ -39,6 +39,11 @@ from streams.codecs import DecodedMessage, decode_message, encode_batches
 from streams.limits import MAX_MESSAGE_BYTES as MAX_BODY_BYTES
 from streams.topics import partition_for
 
+#: Path parameters for ids: any characters but "/" (aiohttp's default also refuses
+#: braces, which ids may hold; an encoded "/" (%2F) still reaches the id).
+USER = "{user_id:[^/]+}"
+ITEM = "{item_id:[^/]+}"
+
 #: Seconds a request waits for routing while partitions move (a rebalance).
 ROUTING_WAIT_SECONDS = 8.0
 MAX_K = 500
@@ -324,7 +329,7 @@ def register(app: TastestreamApp, services: Services, events_topic: Any, pairs_t
             )
 
     # -- users --------------------------------------------------------------------
-    @app.page("/users/{user_id}/history")
+    @app.page(f"/users/{USER}/history")
     class History(web.View):
         async def get(self, request: web.Request, user_id: str) -> web.Response:
             if not authorised(services, request, write=False):
@@ -342,7 +347,7 @@ def register(app: TastestreamApp, services: Services, events_topic: Any, pairs_t
 
             return await by_user(self, request, user_id, local)
 
-    @app.page("/users/{user_id}/state")
+    @app.page(f"/users/{USER}/state")
     class UserStateView(web.View):
         async def get(self, request: web.Request, user_id: str) -> web.Response:
             if not authorised(services, request, write=False):
@@ -360,7 +365,7 @@ def register(app: TastestreamApp, services: Services, events_topic: Any, pairs_t
 
             return await by_user(self, request, user_id, local)
 
-    @app.page("/users/{user_id}/recommendations")
+    @app.page(f"/users/{USER}/recommendations")
     class Recommendations(web.View):
         async def get(self, request: web.Request, user_id: str) -> web.Response:
             if not authorised(services, request, write=False):
@@ -390,7 +395,7 @@ def register(app: TastestreamApp, services: Services, events_topic: Any, pairs_t
             return await by_user(self, request, user_id, local)
 
     # -- items --------------------------------------------------------------------
-    @app.page("/items/{item_id}/similar")
+    @app.page(f"/items/{ITEM}/similar")
     class Similar(web.View):
         async def get(self, request: web.Request, item_id: str) -> web.Response:
             if not authorised(services, request, write=False):
