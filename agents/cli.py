@@ -12,6 +12,8 @@ Verbs (``tastestream VERB --help`` lists each one's options)::
     train      train a model version (--once | --every 30m), publish and announce it
     model      list model versions, or roll CURRENT back
     evaluate   offline hit rate / AUC of the candidate generators on an event file
+    replay     re-emit a window of events to a topic, or rebuild a prefix's state from it
+    state      a checksum per store and partition of a prefix's state
 
 Settings come from deploy/tastestream.toml and ``TASTESTREAM_*`` variables.
 Errors are one line with the cause and a hint, exit code 2; ``--debug`` shows
@@ -746,6 +748,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     trainer.add_parsers(sub, verb)
     add_evaluate_parser(sub, verb)
+    from agents.checksums import add_parser as add_state_parser
+    from agents.replay import add_parser as add_replay_parser
+
+    add_replay_parser(sub, verb)
+    add_state_parser(sub, verb)
     return parser
 
 
