@@ -43,6 +43,7 @@ from typing import Any
 
 from agents.cli_io import (
     CliError,
+    add_csv_options,
     add_output_options,
     add_wait_timeout,
     atomic_output,
@@ -716,15 +717,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = verb("import", "convert a CSV log into contract events")
     p.add_argument("file", help="the CSV file")
-    p.add_argument("--columns", required=True, help="field=csv_column,...")
-    p.add_argument("--types", required=True, help="csv_value=event_type,...")
-    p.add_argument(
-        "--ts-unit",
-        dest="ts_unit",
-        default="auto",
-        choices=["auto", "s", "ms", "iso"],
-        help="unit of the ts column (default: decided from the first rows)",
-    )
+    add_csv_options(p, required=True)
     p.add_argument("--out", default=None, help="JSONL file; default: send to the events topic")
     p.set_defaults(func=cmd_import)
 

@@ -58,7 +58,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agents.cli_io import CliError, positive_float
+from agents.cli_io import CliError, add_csv_options, positive_float
 from agents.settings import Settings
 
 #: Events per second a ``--to-topic`` replay sends at most unless ``--rate`` says otherwise:
@@ -140,6 +140,15 @@ class CsvOptions:
     columns: str
     types: str
     ts_unit: str = "auto"
+
+
+def csv_options(args: argparse.Namespace) -> CsvOptions | None:
+    """The CSV mapping given on a command line (:func:`agents.cli_io.add_csv_options`), if any."""
+    if not (args.columns or args.types):
+        return None
+    if not (args.columns and args.types):
+        raise ReplayError("a CSV source needs both --columns and --types")
+    return CsvOptions(args.columns, args.types, args.ts_unit)
 
 
 @dataclass
@@ -652,15 +661,7 @@ def add_parser(subparsers: Any, verb: Callable[[str, str], argparse.ArgumentPars
         action="store_true",
         help="--to-topic: continue a stopped replay of the same source, window and prefix",
     )
-    p.add_argument("--columns", default=None, help="CSV: field=csv_column,... (as import)")
-    p.add_argument("--types", default=None, help="CSV: csv_value=event_type,... (as import)")
-    p.add_argument(
-        "--ts-unit",
-        dest="ts_unit",
-        default="auto",
-        choices=["auto", "s", "ms", "iso"],
-        help="CSV: unit of the ts column (default: decided from the first rows)",
-    )
+    add_csv_options(p)
     p.add_argument(
         "--offset",
         type=int,
@@ -684,15 +685,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
         raise ReplayError(f"--until {args.until} is not after --since {args.since}")
     if not args.to_topic and (args.resume or args.speed is not None):
         raise ReplayError("--resume and --speed go with --to-topic", "a rebuild is just re-run")
-    csv = None
-    if args.columns or args.types:
-        if not (args.columns and args.types):
-            raise ReplayError("a CSV source needs both --columns and --types")
-        csv = CsvOptions(args.columns, args.types, args.ts_unit)
     from agents.provision import ensure_topics
 
     ensure_topics(settings)
-    source = open_source(args.source, settings, since, until, csv, args.offset)
+    source = open_source(args.source, settings, since, until, csv_options(args), args.offset)
     if args.rebuild:
         summary = rebuild(settings, source)
     else:

@@ -43,7 +43,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from agents.cli_io import CliError, positive_float, positive_int
+from agents.cli_io import CliError, add_csv_options, positive_float, positive_int
 from agents.settings import Settings
 
 REPORT_SUFFIX = ".shadow.json"
@@ -304,8 +304,7 @@ def add_model_parsers(model_sub: Any, data_dir: Any) -> None:
     q.add_argument("--since", default=None, help="window start (epoch s or ISO)")
     q.add_argument("--until", default=None, help="window end, exclusive (epoch s or ISO)")
     q.add_argument("--k", type=positive_int, default=200, help="candidates per seed (default 200)")
-    q.add_argument("--columns", default=None, help="CSV: field=csv_column,... (as import)")
-    q.add_argument("--types", default=None, help="CSV: csv_value=event_type,... (as import)")
+    add_csv_options(q)
     q.add_argument("--json", action="store_true", help="print the report as JSON")
     q.set_defaults(func=cmd_shadow, verb_parser=q)
     add_output_options(q, argparse.SUPPRESS)
@@ -334,13 +333,12 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def cmd_shadow(args: argparse.Namespace) -> int:
-    from agents.replay import CsvOptions, open_source, parse_time
+    from agents.replay import csv_options, open_source, parse_time
 
     settings = _settings(args)
     since = parse_time(args.since, "--since") if args.since is not None else None
     until = parse_time(args.until, "--until") if args.until is not None else None
-    csv = CsvOptions(args.columns, args.types) if args.columns and args.types else None
-    source = open_source(args.source, settings, since, until, csv)
+    source = open_source(args.source, settings, since, until, csv_options(args))
     window = {"source": source.name, "since": since, "until": until}
     report = shadow_report(settings, args.version, source.events, window, args.k)
     print(json.dumps(report, indent=2) if args.json else report_markdown(report), flush=True)
