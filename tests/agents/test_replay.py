@@ -14,6 +14,7 @@ import subprocess
 import sys
 from collections import defaultdict
 
+import pytest
 from support import (
     REPO,
     assert_state_matches,
@@ -26,6 +27,7 @@ from support import (
 )
 
 from agents.checksums import recovered_checksums, replica_checksums, worker_checksums
+from agents.cli_io import CliError
 from agents.provision import ensure_topics
 from agents.replay import CsvOptions, open_source, progress_path, rebuild
 from agents.settings import Settings
@@ -172,10 +174,24 @@ def test_rebuilds_are_identical_and_equal_the_live_state(settings, worker_factor
         assert rebuilt["log-1"][store] == live_sums[store], store
     assert sum(e["keys"] for e in live_sums["users"].values()) == len(sent)
 
-    # A worker started on a rebuilt prefix recovers it and serves what the live one does.
-    target = settings.replace(topic_prefix=f"{settings.topic_prefix}-log-1", web_port=free_port())
+    # The verb prints the same, one line per store and partition.
+    printed = cli(["state", "checksum", "--prefix", f"{settings.topic_prefix}-log-1"], settings)
+    lines = printed.stdout.decode().splitlines()
+    assert printed.returncode == 0 and len(lines) == 2 * settings.partitions, printed
+    for line in lines:
+        store, partition, _, keys, sha = line.split()
+        entry = rebuilt["log-1"][store][partition[1:]]
+        assert (entry["keys"], entry["sha256"]) == (int(keys.replace(",", "")), sha)
+
+    # A worker started on a rebuilt prefix recovers it and serves what the live one does;
+    # its checksum route is internal: behind the API token when one is set.
+    target = settings.replace(
+        topic_prefix=f"{settings.topic_prefix}-log-1", web_port=free_port(), api_token="s3cret"
+    )
     served = worker_factory(target)
-    assert worker_checksums([served.url]) == rebuilt["log-1"]
+    with pytest.raises(CliError, match="answered 401"):
+        worker_checksums([served.url])
+    assert worker_checksums([served.url], "s3cret") == rebuilt["log-1"]
     assert_state_matches(served.url, target, sent)
 
 
