@@ -50,6 +50,7 @@ import hashlib
 import heapq
 import itertools
 import json
+import math
 import os
 import shutil
 import time
@@ -95,7 +96,10 @@ def parse_time(text: str, option: str) -> float:
     from streams.events import EventError, parse_ts
 
     try:
-        return float(text) if _is_number(text) else parse_ts(text)
+        value = float(text) if _is_number(text) else parse_ts(text)
+        if not math.isfinite(value):
+            raise ValueError(text)
+        return value
     except (EventError, ValueError):
         raise ReplayError(
             f"{option} {text!r}: expected epoch seconds or ISO-8601 (e.g. 2026-01-01T00:00:00Z)"
