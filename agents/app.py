@@ -176,4 +176,7 @@ def create_app(settings: Settings) -> TastestreamApp:
         await app.services.broker.run(lambda: app.should_stop)
 
     ui.register(app, events_topic)
+    from agents import state_routes
+
+    state_routes.register(app, app.services)
     return app

@@ -12,6 +12,8 @@ Verbs (``tastestream VERB --help`` lists each one's options)::
     train      train a model version (--once | --every 30m), publish and announce it
     model      list model versions, or roll CURRENT back
     evaluate   offline hit rate / AUC of the candidate generators on an event file
+    replay     re-emit a window of events to a topic, or rebuild a prefix's state from it
+    state      a checksum per store and partition of a prefix's state
 
 Settings come from deploy/tastestream.toml and ``TASTESTREAM_*`` variables.
 Errors are one line with the cause and a hint, exit code 2; ``--debug`` shows
@@ -41,6 +43,7 @@ from typing import Any
 
 from agents.cli_io import (
     CliError,
+    add_csv_options,
     add_output_options,
     add_wait_timeout,
     atomic_output,
@@ -714,15 +717,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = verb("import", "convert a CSV log into contract events")
     p.add_argument("file", help="the CSV file")
-    p.add_argument("--columns", required=True, help="field=csv_column,...")
-    p.add_argument("--types", required=True, help="csv_value=event_type,...")
-    p.add_argument(
-        "--ts-unit",
-        dest="ts_unit",
-        default="auto",
-        choices=["auto", "s", "ms", "iso"],
-        help="unit of the ts column (default: decided from the first rows)",
-    )
+    add_csv_options(p, required=True)
     p.add_argument("--out", default=None, help="JSONL file; default: send to the events topic")
     p.set_defaults(func=cmd_import)
 
@@ -746,6 +741,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     trainer.add_parsers(sub, verb)
     add_evaluate_parser(sub, verb)
+    from agents.checksums import add_parser as add_state_parser
+    from agents.replay import add_parser as add_replay_parser
+
+    add_replay_parser(sub, verb)
+    add_state_parser(sub, verb)
     return parser
 
 

@@ -110,6 +110,23 @@ def add_wait_timeout(parser: argparse.ArgumentParser, waiting_for: str) -> None:
     )
 
 
+def add_csv_options(parser: argparse.ArgumentParser, required: bool = False) -> None:
+    """``--columns``, ``--types`` and ``--ts-unit``: how a CSV log maps onto the event contract.
+
+    ``import`` requires them; ``replay`` and ``model shadow`` take them for a CSV source.
+    """
+    when = "" if required else "CSV: "
+    parser.add_argument("--columns", required=required, help=f"{when}field=csv_column,...")
+    parser.add_argument("--types", required=required, help=f"{when}csv_value=event_type,...")
+    parser.add_argument(
+        "--ts-unit",
+        dest="ts_unit",
+        default="auto",
+        choices=["auto", "s", "ms", "iso"],
+        help=f"{when}unit of the ts column (default: decided from the first rows)",
+    )
+
+
 def describe_error(exc: BaseException) -> str:
     """One line for an exception: the cause, and a hint where one helps.
 

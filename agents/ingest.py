@@ -36,6 +36,7 @@ from models.user_state import PairRecord, fold_message
 from streams.codecs import decode_message, encode_batches
 from streams.deadletter import dead_letter_record, dead_letter_value
 from streams.eventlog import EventLog
+from streams.headers import is_replayed
 from streams.topics import partition_for
 
 log = logging.getLogger(__name__)
@@ -130,7 +131,7 @@ class Ingest:
         pairs: dict[int, list[PairRecord]] = defaultdict(list)
         accepted_all: list[Any] = []
         changed: dict[str, None] = {}
-        n_events = skipped = mine_total = 0
+        n_events = skipped = mine_total = replayed_events = 0
         partitions = self.settings.partitions
         for event in batch:
             msg = event.message
@@ -139,10 +140,14 @@ class Ingest:
                 skipped += 1  # revoked while buffered: its new owner folds it
                 continue
             self.last_offsets[partition] = msg.offset
-            metrics.observe("tastestream_ingest_latency_seconds", max(now - msg.timestamp, 0.0))
+            replayed = is_replayed(msg.headers)
+            if not replayed:  # latency and freshness describe live traffic only
+                metrics.observe("tastestream_ingest_latency_seconds", max(now - msg.timestamp, 0.0))
             source = {"topic": msg.topic, "partition": partition, "offset": msg.offset}
             decoded = decode_message(msg.value)
             n_events += decoded.items
+            if replayed:
+                replayed_events += decoded.items
             for r in decoded.rejections:
                 await self.dead_letter(r.original, r.reason, source, r.field, r.index, msg.key)
             mine = []
@@ -179,6 +184,8 @@ class Ingest:
         metrics.inc("tastestream_events_in_total", n_events)
         if skipped:
             metrics.inc("tastestream_messages_skipped_total", skipped)
+        if replayed_events:
+            metrics.inc("tastestream_replayed_events_total", replayed_events)
         for owner, events in forwards.items():
             for value, chunk in encode_batches(events, max_events=EVENTS_PER_MESSAGE):
                 await state.send(self.events_topic, chunk[0]["user_id"].encode(), value, owner)

@@ -97,7 +97,8 @@ def read_partition(
         position = start
         deadline = time.monotonic() + timeout
         while position < end:
-            batch = consumer.consume(10_000, 0.5)
+            # No more than are left: consume() returns as soon as it has that many.
+            batch = consumer.consume(min(10_000, end - position), 0.5)
             if not batch:
                 if time.monotonic() > deadline:
                     raise TimeoutError(

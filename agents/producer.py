@@ -62,8 +62,16 @@ class EventProducer:
     (:mod:`agents.applied`).
     """
 
-    def __init__(self, settings: Settings, batch_size: int = 100, producer: Producer | None = None):
+    def __init__(
+        self,
+        settings: Settings,
+        batch_size: int = 100,
+        producer: Producer | None = None,
+        headers: list[tuple[str, bytes]] | None = None,
+    ):
         self.settings = settings
+        #: Kafka headers of every message (``replay --to-topic`` marks its messages).
+        self.headers = headers
         self.topic = settings.topics.events.name
         self.batch_size = batch_size
         if producer is None:
@@ -121,6 +129,7 @@ class EventProducer:
                     key=events[0]["user_id"].encode(),
                     partition=partition,
                     on_delivery=delivered,
+                    headers=self.headers,
                 )
                 break
             except BufferError:

@@ -64,6 +64,61 @@ def state_config(settings: Settings) -> StateConfig:
     )
 
 
+def state_stores(
+    settings: Settings, config: StateConfig
+) -> tuple[ChangelogStore[UserState], ChangelogStore[TokenState]]:
+    """The user and token stores of ``settings``' prefix (empty; recovery fills them).
+
+    Their changelog topics and snapshot directories are where workers recover
+    from: ``tastestream replay --rebuild`` and ``state checksum`` use the same.
+    """
+    topics = settings.topics
+    root = settings.data_path / "state" / settings.topic_prefix
+    users: ChangelogStore[UserState] = ChangelogStore(
+        "users",
+        topics.user_changelog.name,
+        lambda: UserState(config),
+        lambda data: UserState.unpack(data, config),
+        root / "users",
+        live_capacity=settings.state_cache_keys,
+    )
+    tokens: ChangelogStore[TokenState] = ChangelogStore(
+        "tokens",
+        topics.token_changelog.name,
+        lambda: TokenState(config.cooccurrence_capacity, config.half_life),
+        lambda data: TokenState.unpack(data, config.cooccurrence_capacity, config.half_life),
+        root / "tokens",
+        live_capacity=settings.state_cache_keys,
+    )
+    return users, tokens
+
+
+def partition_values(
+    replica: StreamState, name: str, partition: int, partitions: int
+) -> dict[str, bytes]:
+    """The packed values of one partition of a store (``users`` or ``tokens``) of ``replica``.
+
+    Rebuilt tokens start without their redelivery guard: its numbers name
+    source offsets of a stream that is gone (a broker restarted empty, or a
+    replay that folded the events without a broker), so new records, whatever
+    their offsets, must count.
+    """
+    if name == "users":
+        return {
+            user: state.pack()
+            for user, state in replica.users.items()
+            if partition_for(user, partitions) == partition
+        }
+    config = replica.config
+    out = {}
+    for key, token in replica.tokens.items():
+        if partition_for(key, partitions) == partition:
+            rebuilt = TokenState(config.cooccurrence_capacity, config.half_life)
+            rebuilt.neighbours = token.neighbours
+            out[key] = rebuilt.pack()
+    return out
+
+
 class StateService:
     """Stores, the checkpoint protocol, recovery and views; see the module docstring.
 
@@ -87,24 +142,7 @@ class StateService:
         self.metrics = metrics
         self._send = send
         topics = settings.topics
-        root = settings.data_path / "state" / settings.topic_prefix
-        config = self.config
-        self.users: ChangelogStore[UserState] = ChangelogStore(
-            "users",
-            topics.user_changelog.name,
-            lambda: UserState(config),
-            lambda data: UserState.unpack(data, config),
-            root / "users",
-            live_capacity=settings.state_cache_keys,
-        )
-        self.tokens: ChangelogStore[TokenState] = ChangelogStore(
-            "tokens",
-            topics.token_changelog.name,
-            lambda: TokenState(config.cooccurrence_capacity, config.half_life),
-            lambda data: TokenState.unpack(data, config.cooccurrence_capacity, config.half_life),
-            root / "tokens",
-            live_capacity=settings.state_cache_keys,
-        )
+        self.users, self.tokens = state_stores(settings, self.config)
         self.source_topics = {
             topics.events.name: self.users,
             topics.cooccurrence_pairs.name: self.tokens,
@@ -402,7 +440,9 @@ class StateService:
                 asyncio.to_thread(self._fold_event_log)
             )
         replica = await self._replica
-        values = await asyncio.to_thread(self._partition_values, replica, store.name, partition)
+        values = await asyncio.to_thread(
+            partition_values, replica, store.name, partition, self.settings.partitions
+        )
         recovered = Recovered(partition, {}, 0, store.new_incarnation())
         await self._write_head(store, partition, recovered)
         if partition not in self.assigned[store.name]:
@@ -428,26 +468,6 @@ class StateService:
         if root.exists():
             replica.apply(read_logs(root, dedupe_window=0))
         return replica
-
-    def _partition_values(
-        self, replica: StreamState, name: str, partition: int
-    ) -> dict[str, bytes]:
-        partitions = self.settings.partitions
-        if name == "users":
-            return {
-                user: state.pack()
-                for user, state in replica.users.items()
-                if partition_for(user, partitions) == partition
-            }
-        out = {}
-        for key, token in replica.tokens.items():
-            if partition_for(key, partitions) == partition:
-                # The guard numbers pair records of a source that is gone (a new
-                # broker restarts offsets at 0): the rebuilt token starts afresh.
-                rebuilt = TokenState(self.config.cooccurrence_capacity, self.config.half_life)
-                rebuilt.neighbours = token.neighbours
-                out[key] = rebuilt.pack()
-        return out
 
     # -- worker-local views ------------------------------------------------------------
     def read_views(self) -> tuple[ItemCatalogue, Popularity, int]:

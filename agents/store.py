@@ -91,6 +91,31 @@ def changelog_record(checkpoint: int, part: int, parts: int, entries: list[bytes
     return head + b"".join(entries)
 
 
+def checkpoint_group(checkpoint: int, values: Iterable[tuple[str, bytes]]) -> list[bytes]:
+    """One checkpoint group: ``values`` as changelog records of at most MAX_RECORD_BYTES each.
+
+    Recovery applies the group only when all its parts arrived (:func:`apply_records`).
+
+    >>> records = checkpoint_group(7, [("u1", b"a"), ("u2", b"b")])
+    >>> values = {}; _ = apply_records(values, records); values
+    {'u1': b'a', 'u2': b'b'}
+    """
+    packer = msgpack.Packer(use_bin_type=True)
+    groups: list[list[bytes]] = []
+    entries: list[bytes] = []
+    size = 0
+    for key, packed in values:
+        entry = packer.pack(key) + packer.pack(packed)
+        if entries and size + len(entry) > MAX_RECORD_BYTES:
+            groups.append(entries)
+            entries, size = [], 0
+        entries.append(entry)
+        size += len(entry)
+    if entries:
+        groups.append(entries)
+    return [changelog_record(checkpoint, i, len(groups), group) for i, group in enumerate(groups)]
+
+
 def incarnation_record(incarnation: str) -> bytes:
     return msgpack.packb([INCARNATION, incarnation], use_bin_type=True)
 
@@ -334,6 +359,15 @@ class ChangelogStore(Generic[T]):
             if key not in self.values.get(partition, {}):
                 yield key
 
+    def current_values(self, partition: int) -> dict[str, bytes]:
+        """Every key of ``partition`` packed as it is now (changes not yet flushed included)."""
+        out = dict(self.values.get(partition, {}))
+        for key in self.dirty.get(partition, ()):
+            obj = self.live.get(key)
+            if obj is not None:
+                out[key] = obj.pack()  # type: ignore[attr-defined]
+        return out
+
     def count(self) -> int:
         return sum(len(v) for v in self.values.values())
 
@@ -345,40 +379,30 @@ class ChangelogStore(Generic[T]):
         cached). Called under the checkpoint lock, so nothing changes meanwhile.
         """
         out: dict[int, list[bytes]] = {}
-        packer = msgpack.Packer(use_bin_type=True)
         self.checkpoint += 1
         for partition in set(self.dirty) | self.rewrite:
             stored = self.values.get(partition)
             if stored is None:
                 continue
             keys = stored if partition in self.rewrite else self.dirty.get(partition, ())
-            entries: list[bytes] = []
-            groups: list[list[bytes]] = []
-            size = 0
-            for key in keys:
-                obj = self.live.get(key)
-                if obj is not None:
-                    packed = obj.pack()  # type: ignore[attr-defined]
-                    stored[key] = packed
-                else:  # a clean key of a partition being rewritten
-                    packed = stored[key]
-                entry = packer.pack(key) + packer.pack(packed)
-                if entries and size + len(entry) > MAX_RECORD_BYTES:
-                    groups.append(entries)
-                    entries, size = [], 0
-                entries.append(entry)
-                size += len(entry)
-            if entries:
-                groups.append(entries)
-            if groups:
-                out[partition] = [
-                    changelog_record(self.checkpoint, i, len(groups), group)
-                    for i, group in enumerate(groups)
-                ]
+            records = checkpoint_group(self.checkpoint, self._packed(stored, keys))
+            if records:
+                out[partition] = records
         self.rewrite = set()
         self.dirty = {}
         self.trim()
         return out
+
+    def _packed(self, stored: dict[str, bytes], keys: Iterable[str]) -> Iterator[tuple[str, bytes]]:
+        """``(key, packed value)`` of ``keys``, live objects packed into ``stored`` first."""
+        for key in keys:
+            obj = self.live.get(key)
+            if obj is not None:
+                packed = obj.pack()  # type: ignore[attr-defined]
+                stored[key] = packed
+            else:  # a clean key of a partition being rewritten
+                packed = stored[key]
+            yield key, packed
 
     def sent(self, partition: int, last_offset: int) -> None:
         """The broker acknowledged our records up to ``last_offset`` on ``partition``."""

@@ -129,8 +129,12 @@ def announce(settings: Settings, message: dict[str, Any], timeout: float = 15.0)
     return True
 
 
-def publish(settings: Settings, trained: Any, source: str) -> VersionInfo:
-    """Write the version in every models root, point CURRENT at it, announce it."""
+def publish(settings: Settings, trained: Any, source: str, candidate: bool = False) -> VersionInfo:
+    """Write the version in every models root, point CURRENT at it, announce it.
+
+    A ``candidate`` is only written: ``tastestream model shadow`` scores it and
+    ``model promote`` makes it CURRENT (:mod:`agents.shadow`).
+    """
     from agents.serving import models_roots
     from models.model_version import copy_version, set_current, write_version
 
@@ -138,6 +142,8 @@ def publish(settings: Settings, trained: Any, source: str) -> VersionInfo:
     info = write_version(roots[0], trained, {"source": source})
     for root in roots[1:]:
         copy_version(info, root)
+    if candidate:
+        return info
     for root in roots:
         set_current(root, info.version)
     announce(settings, info.announcement("publish"))
@@ -186,11 +192,13 @@ def train_once(
     events_file: str | None,
     params: TrainingParams,
     epochs_by_size: bool = False,
+    candidate: bool = False,
 ) -> VersionInfo:
     """One training run: read, train, publish. Raises :class:`TrainerError`.
 
     With ``epochs_by_size``, the embedding's epochs are :func:`epochs_for` the
     number of events read (the CLI's default when ``--epochs`` is not given).
+    A ``candidate`` is written but not made CURRENT nor announced.
     """
     from models.training import NotEnoughData, train_version
 
@@ -209,10 +217,11 @@ def train_once(
         trained = train_version(events, params, progress=_progress)
     except NotEnoughData as exc:
         raise TrainerError(f"too few events to train: {exc}") from None
-    info = publish(settings, trained, source)
+    info = publish(settings, trained, source, candidate)
     m = trained.metrics
     _out(
-        f"published {info.version} ({m['vocab']:,} tokens, {m['users']:,} users, "
+        f"{'wrote candidate' if candidate else 'published'} {info.version} "
+        f"({m['vocab']:,} tokens, {m['users']:,} users, "
         f"{m['items']:,} items) in {time.monotonic() - started:.1f}s: {info.path}"
     )
     return info
@@ -310,7 +319,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         if args.every is None:
             if args.wait_for_ingest:
                 wait_for_ingest(settings, args.wait_timeout)
-            train_once(settings, args.events, params, args.epochs is None)
+            train_once(settings, args.events, params, args.epochs is None, args.candidate)
             return 0
         _out(f"training every {args.every:g}s; Ctrl-C to stop")
         if args.first_after_events and not args.events:
@@ -320,7 +329,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                 if args.wait_for_ingest:
                     wait_for_ingest(settings, args.wait_timeout)
                 if _has_new_events(settings, args.events):
-                    train_once(settings, args.events, params, args.epochs is None)
+                    train_once(settings, args.events, params, args.epochs is None, args.candidate)
                 else:
                     _out("no new events since the current version; not training")
             except TrainerError as exc:  # the loop lives on: the log fills up later
@@ -443,6 +452,12 @@ def add_parsers(subparsers: Any, verb: Any = None) -> None:
         help="first wait until the workers have applied everything on the events topic",
     )
     add_wait_timeout(p, "--wait-for-ingest")
+    p.add_argument(
+        "--candidate",
+        action="store_true",
+        help="write the version without making it CURRENT nor announcing it; "
+        "`model shadow` scores it, `model promote` makes it live",
+    )
     data_dir(p)
     p.set_defaults(func=cmd_train)
 
@@ -457,6 +472,9 @@ def add_parsers(subparsers: Any, verb: Any = None) -> None:
     q.set_defaults(func=cmd_model_rollback, verb_parser=q)
     add_output_options(q, argparse.SUPPRESS)
     data_dir(q)
+    from agents.shadow import add_model_parsers
+
+    add_model_parsers(model_sub, data_dir)
 
 
 def main(argv: list[str] | None = None) -> int:
