@@ -348,7 +348,7 @@ def spawn_role(
     settings: Settings, argv: list[str], log_path: Path, env: dict[str, str] | None = None
 ) -> subprocess.Popen:
     """``tastestream ARGV`` as a child that dies with us (PR_SET_PDEATHSIG), logging to a file."""
-    from agents.stack import _die_with_parent
+    from agents.stack import die_with_parent
 
     child_env = dict(os.environ)
     child_env.update(
@@ -368,7 +368,7 @@ def spawn_role(
             env=child_env,
             stdout=log_file,
             stderr=subprocess.STDOUT,
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
             start_new_session=True,
         )
 

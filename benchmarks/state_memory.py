@@ -28,6 +28,7 @@ import sys
 import time
 import tracemalloc
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -285,6 +286,88 @@ def memory_pass(args: argparse.Namespace) -> None:
     )
 
 
+def store_pass(args: argparse.Namespace) -> None:
+    """What a worker holds per user and per token, folded by the worker's own functions.
+
+    Users' events go through ``fold_message`` into ``UserState`` objects (the
+    live form, for the keys being updated) and are then packed (the form a
+    ``ChangelogStore`` keeps for every other key: one ``bytes`` per key); pair
+    records go through ``TokenState.fold``. The worker's heap per 1M users is
+    the packed form for all of them plus live objects for at most
+    ``state_cache_keys`` (100,000 by default).
+    """
+    from models.token_state import TokenState
+    from models.user_state import StateConfig, UserState, fold_message
+    from streams.events import validate_event
+
+    n = args.memory_users
+    config = StateConfig()
+    canonical = [[validate_event(e) for e in events] for events in users(args, n)]
+    n_events = sum(map(len, canonical))
+
+    def fold_users() -> tuple[dict[str, UserState], list[Any]]:
+        states: dict[str, UserState] = {}
+        records: list[Any] = []
+        for offset, events in enumerate(canonical):
+            uid = events[0]["user_id"]
+            _, counted = fold_message(
+                events, lambda _u, uid=uid: states.setdefault(uid, UserState(config)), 0, offset
+            )
+            records.extend(counted)
+        return states, records
+
+    started = time.process_time()
+    fold_users()
+    fold_seconds = time.process_time() - started
+    (states, records), live_heap = traced(fold_users)
+    live_heap -= sum(sys.getsizeof(r) for r in records)  # the records are not state
+    packed, packed_heap = traced(partial(_packed, states))
+    del states
+    by_token: dict[str, list[Any]] = {}
+    for record in records:
+        by_token.setdefault(record[1] if record[0] is None else record[0], []).append(record)
+    started = time.process_time()
+    tokens, token_heap = traced(
+        lambda: {
+            k: _folded(TokenState(config.cooccurrence_capacity, config.half_life), rs)
+            for k, rs in by_token.items()
+        }
+    )
+    token_seconds = time.process_time() - started
+    _, token_packed_heap = traced(lambda: {k: t.pack() for k, t in tokens.items()})
+    per_user_packed = packed_heap / n
+    per_user_live = live_heap / n
+    cache = 100_000
+    worker_heap = per_user_packed * MILLION + per_user_live * cache
+    print(f"the worker's stores ({n:,} users, {n_events:,} events, {len(tokens):,} tokens):")
+    print(
+        f"  user fold (fold_message)   {n_events / fold_seconds:>11,.0f} events/s; "
+        f"token fold {len(records) / token_seconds:,.0f} records/s "
+        f"({len(records) / n_events:.1f} records per event)"
+    )
+    print(
+        f"  per user: live {per_user_live:,.0f} B, packed {per_user_packed:,.0f} B "
+        f"(msgpack {sum(map(len, packed.values())) / n:,.0f} B)"
+    )
+    print(
+        f"  per token: live {token_heap / len(tokens):,.0f} B, "
+        f"packed {token_packed_heap / len(tokens):,.0f} B"
+    )
+    print(
+        f"  heap per 1M users (all packed + {cache:,} live): {human(worker_heap)} "
+        f"(target <= 1 GiB: {'met' if worker_heap <= 2**30 else 'NOT met'})"
+    )
+
+
+def _packed(objects: dict[str, Any]) -> dict[str, bytes]:
+    return {key: obj.pack() for key, obj in objects.items()}
+
+
+def _folded(token: Any, records: list[Any]) -> Any:
+    token.fold(records)
+    return token
+
+
 def main(argv: list[str] | None = None) -> None:
     sys.stdout.reconfigure(line_buffering=True)  # progress shows when piped to a file
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -295,11 +378,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sellers", type=int, default=5_000)
     parser.add_argument("--categories", type=int, default=50)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--only",
+        choices=["all", "structures", "stores"],
+        default="all",
+        help="structures: each model class alone; stores: what a worker holds",
+    )
     args = parser.parse_args(argv)
     print("$ python " + shlex.join([sys.argv[0], *(argv if argv is not None else sys.argv[1:])]))
     print(f"python {sys.version.split()[0]}, numpy {np.__version__}, msgpack {msgpack.version}")
-    timed_pass(args)
-    memory_pass(args)
+    parser_only = args.only
+    if parser_only in ("all", "structures"):
+        timed_pass(args)
+        memory_pass(args)
+    if parser_only in ("all", "stores"):
+        store_pass(args)
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from agents.provision import ensure_topics
 from agents.settings import Settings
-from agents.stack import Stack, free_port, start_stack
+from agents.stack import Stack, die_with_parent, free_port, start_stack
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -131,6 +131,7 @@ class WorkerProcess:
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=str(REPO),
+            preexec_fn=die_with_parent,  # a killed test run leaves no worker behind
         )
         log.close()
         wait_until(self._ready, timeout=timeout, interval=0.2, what=f"worker at {self.url}")
