@@ -57,8 +57,11 @@ class Settings:
     commit_interval_seconds: float = 1.0
     #: Seconds between snapshots of each partition's state (0: never).
     snapshot_seconds: float = 60.0
+    #: Where packed states live: "memory" (a dict, plus snapshot files) or "rocksdb"
+    #: (on local disk, off the Python heap: for millions of users).
+    state_store: str = "memory"
     #: Live (decoded) state objects kept per store; the rest stay packed.
-    state_cache_keys: int = 100_000
+    state_cache_keys: int = 50_000
     #: Bytes of encoded events kept in a user's history at most.
     history_max_bytes: int = 128 * 1024
     session_gap_seconds: float = 1800.0
@@ -152,6 +155,8 @@ class Settings:
     def check(self) -> None:
         if self.partitions < 1:
             raise SettingsError("partitions must be at least 1")
+        if self.state_store not in ("memory", "rocksdb"):
+            raise SettingsError("state_store must be memory or rocksdb")
         if self.log_fsync not in ("always", "interval", "never"):
             raise SettingsError("log_fsync must be one of always, interval, never")
         if self.history_length < 1 or self.dedupe_window < 1:

@@ -81,6 +81,7 @@ def state_stores(
         lambda data: UserState.unpack(data, config),
         root / "users",
         live_capacity=settings.state_cache_keys,
+        backend=settings.state_store,
     )
     tokens: ChangelogStore[TokenState] = ChangelogStore(
         "tokens",
@@ -89,6 +90,7 @@ def state_stores(
         lambda data: TokenState.unpack(data, config.cooccurrence_capacity, config.half_life),
         root / "tokens",
         live_capacity=settings.state_cache_keys,
+        backend=settings.state_store,
     )
     return users, tokens
 

@@ -319,10 +319,11 @@ def store_pass(args: argparse.Namespace) -> None:
     started = time.process_time()
     fold_users()
     fold_seconds = time.process_time() - started
-    (states, records), live_heap = traced(fold_users)
-    live_heap -= sum(sys.getsizeof(r) for r in records)  # the records are not state
+    states, records = fold_users()
     packed, packed_heap = traced(partial(_packed, states))
     del states
+    # Live objects as the store makes them from packed values (item ids interned once).
+    _, live_heap = traced(lambda: [UserState.unpack(b, config) for b in packed.values()])
     by_token: dict[str, list[Any]] = {}
     for record in records:
         by_token.setdefault(record[1] if record[0] is None else record[0], []).append(record)
@@ -337,7 +338,9 @@ def store_pass(args: argparse.Namespace) -> None:
     _, token_packed_heap = traced(lambda: {k: t.pack() for k, t in tokens.items()})
     per_user_packed = packed_heap / n
     per_user_live = live_heap / n
-    cache = 100_000
+    from agents.settings import Settings
+
+    cache = Settings().state_cache_keys
     worker_heap = per_user_packed * MILLION + per_user_live * cache
     print(f"the worker's stores ({n:,} users, {n_events:,} events, {len(tokens):,} tokens):")
     print(
@@ -354,8 +357,45 @@ def store_pass(args: argparse.Namespace) -> None:
         f"packed {token_packed_heap / len(tokens):,.0f} B"
     )
     print(
-        f"  heap per 1M users (all packed + {cache:,} live): {human(worker_heap)} "
+        f"  memory store: heap per 1M users (all packed + {cache:,} live): {human(worker_heap)} "
         f"(target <= 1 GiB: {'met' if worker_heap <= 2**30 else 'NOT met'})"
+    )
+    rocks_pass(packed, per_user_live, cache)
+
+
+def rocks_pass(packed: dict[str, bytes], per_user_live: float, cache: int) -> None:
+    """The same packed values in a RocksDB store (``state_store = "rocksdb"``): heap and RSS."""
+    import tempfile
+
+    import psutil
+
+    from agents.store import RocksValues
+
+    process = psutil.Process()
+    gc.collect()
+    rss_before = process.memory_info().rss
+    path = Path(tempfile.mkdtemp(prefix="state-memory-rocks-")) / "db"
+    values = RocksValues(path)
+    items = list(packed.items())
+    started = time.perf_counter()
+    for start in range(0, len(items), 1000):
+        values.update_many(items[start : start + 1000])
+    write_seconds = time.perf_counter() - started
+    started = time.perf_counter()
+    for key, _ in items[:20_000]:
+        values.get(key)
+    read_seconds = time.perf_counter() - started
+    rss = process.memory_info().rss - rss_before
+    disk = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+    values.close()
+    n = len(items)
+    heap = per_user_live * cache
+    print(
+        f"  rocksdb store: heap per 1M users ({cache:,} live, values on disk): {human(heap)}"
+        f" (target <= 1 GiB: {'met' if heap <= 2**30 else 'NOT met'}); RSS +{human(rss)} for "
+        f"{n:,} users (block cache and memtables, bounded), disk {human(disk / n * MILLION)} "
+        f"per 1M users; {n / write_seconds:,.0f} writes/s, "
+        f"{min(n, 20_000) / read_seconds:,.0f} reads/s"
     )
 
 
