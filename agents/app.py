@@ -97,6 +97,26 @@ def bytes_topic(app: faust.App, name: str, partitions: int, internal: bool = Fal
     )
 
 
+def kafka_credentials(settings: Settings) -> Any:
+    """Faust's (aiokafka's) credentials from the same settings the confluent-kafka clients use."""
+    protocol = settings.kafka_security_protocol.upper()
+    if protocol in ("", "PLAINTEXT"):
+        return None
+    import ssl
+
+    context = None
+    if protocol.endswith("SSL"):
+        context = ssl.create_default_context(cafile=settings.kafka_ssl_cafile or None)
+    if protocol.startswith("SASL"):
+        return faust.SASLCredentials(
+            username=settings.kafka_sasl_username,
+            password=settings.kafka_sasl_password,
+            mechanism=settings.kafka_sasl_mechanism or "PLAIN",
+            ssl_context=context,
+        )
+    return faust.SSLCredentials(context)
+
+
 def create_app(settings: Settings) -> TastestreamApp:
     """The configured app with every service, agent, timer and view registered."""
     if not settings.kafka_url:
@@ -112,6 +132,7 @@ def create_app(settings: Settings) -> TastestreamApp:
     app = TastestreamApp(
         settings.topic_prefix,
         broker=settings.kafka_url,
+        broker_credentials=kafka_credentials(settings),
         autodiscover=False,
         topic_partitions=settings.partitions,
         topic_replication_factor=settings.replication_factor,

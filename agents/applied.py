@@ -36,7 +36,7 @@ def committed_offsets(
     from confluent_kafka.admin import AdminClient
 
     topic = settings.topics.events.name
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap, "log_level": 0})
+    admin = AdminClient({**settings.kafka_client_config(), "log_level": 0})
     request = ConsumerGroupTopicPartitions(
         settings.topic_prefix, [TopicPartition(topic, p) for p in partitions]
     )
@@ -52,11 +52,13 @@ def events_end_offsets(settings: Settings, timeout: float = 10.0) -> dict[int, i
     from agents.offsets import true_end_offsets
 
     topic = settings.topics.events.name
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap, "log_level": 0})
+    admin = AdminClient({**settings.kafka_client_config(), "log_level": 0})
     metadata = admin.list_topics(topic, timeout=timeout).topics[topic]
     if metadata.error is not None:
         raise RuntimeError(f"topic {topic}: {metadata.error.str()}")
-    ends = true_end_offsets(settings.kafka_bootstrap, [(topic, p) for p in metadata.partitions])
+    ends = true_end_offsets(
+        settings.kafka_client_config(), [(topic, p) for p in metadata.partitions]
+    )
     return {partition: end for (_, partition), end in ends.items()}
 
 

@@ -48,7 +48,7 @@ def recovered_checksums(settings: Settings) -> dict[str, dict[str, dict[str, Any
     config = state_config(settings)
     stores = state_stores(settings, config)
     partitions = range(settings.partitions)
-    bootstrap = settings.kafka_bootstrap
+    bootstrap = settings.kafka_client_config()
     ends = true_end_offsets(bootstrap, [(s.changelog, p) for s in stores for p in partitions])
 
     def checksum(store: Any, partition: int) -> dict[str, Any]:

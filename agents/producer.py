@@ -42,7 +42,7 @@ class SendSummary:
 def kafka_producer(settings: Settings, **overrides: Any) -> Producer:
     """A confluent-kafka producer for the events topic: Faust's partitioner, contract sizes."""
     config = {
-        "bootstrap.servers": settings.kafka_bootstrap,
+        **settings.kafka_client_config(),
         "linger.ms": int(settings.producer_linger_seconds * 1000),
         "partitioner": "murmur2_random",  # what Faust and the Java client use
         "compression.type": "none",

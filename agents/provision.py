@@ -30,7 +30,7 @@ class BrokerUnreachable(ConnectionError):
 def broker_topics(settings: Settings, timeout: float = REACH_SECONDS) -> set[str]:
     """The broker's topic names, or :class:`BrokerUnreachable` after ``timeout`` seconds."""
     # log_level 0: librdkafka's own "connection refused" lines would repeat what we say once
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap, "log_level": 0})
+    admin = AdminClient({**settings.kafka_client_config(), "log_level": 0})
     try:
         return set(admin.list_topics(timeout=timeout).topics)
     except KafkaException as exc:
@@ -44,7 +44,7 @@ def broker_topics(settings: Settings, timeout: float = REACH_SECONDS) -> set[str
 def ensure_topics(settings: Settings, timeout: float = 15.0) -> list[str]:
     """Create missing topics; return the names created. Existing ones are left as they are."""
     existing = broker_topics(settings, min(timeout, REACH_SECONDS))
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap, "log_level": 3})
+    admin = AdminClient({**settings.kafka_client_config(), "log_level": 3})
     configs = {spec.name: spec.config for spec in settings.topics.all()}
     wanted = [
         NewTopic(

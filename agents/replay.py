@@ -274,15 +274,17 @@ def _topic_events(settings: Settings, topic: str, offset: int) -> Iterator[dict[
     from agents.offsets import read_partition, true_end_offsets
     from streams.codecs import decode_message
 
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap, "log_level": 0})
+    admin = AdminClient({**settings.kafka_client_config(), "log_level": 0})
     # All topics, not this one: asking for one may create it (auto.create.topics.enable).
     metadata = admin.list_topics(timeout=10).topics.get(topic)
     if metadata is None or metadata.error is not None or not metadata.partitions:
         raise ReplayError(f"--from {KAFKA_SOURCE}{topic}: no such topic on {settings.kafka_url}")
-    ends = true_end_offsets(settings.kafka_bootstrap, [(topic, p) for p in metadata.partitions])
+    ends = true_end_offsets(
+        settings.kafka_client_config(), [(topic, p) for p in metadata.partitions]
+    )
 
     def partition_events(partition: int, end: int) -> Iterator[dict[str, Any]]:
-        for value in read_partition(settings.kafka_bootstrap, topic, partition, offset, end):
+        for value in read_partition(settings.kafka_client_config(), topic, partition, offset, end):
             yield from decode_message(value).events  # undecodable ones were dead-lettered
 
     streams = [partition_events(p, end) for (_, p), end in sorted(ends.items())]
@@ -478,7 +480,7 @@ def running_workers(settings: Settings, timeout: float = 10.0) -> str | None:
     """
     from confluent_kafka.admin import AdminClient
 
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap, "log_level": 0})
+    admin = AdminClient({**settings.kafka_client_config(), "log_level": 0})
     group = settings.topic_prefix
     described = admin.describe_consumer_groups([group], request_timeout=timeout)[group]
     try:
@@ -513,7 +515,7 @@ def _recreate_changelogs(settings: Settings, timeout: float = 30.0) -> None:
     topics = settings.topics
     names = [topics.user_changelog.name, topics.token_changelog.name]
     existing = [name for name in names if name in broker_topics(settings)]
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap, "log_level": 0})
+    admin = AdminClient({**settings.kafka_client_config(), "log_level": 0})
     if existing:
         for future in admin.delete_topics(existing, operation_timeout=timeout).values():
             try:

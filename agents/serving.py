@@ -241,7 +241,10 @@ class AnnouncementListener:
     """
 
     def __init__(
-        self, bootstrap: str, topic: str, on_message: Callable[[dict[str, Any]], None]
+        self,
+        bootstrap: str | dict[str, str],
+        topic: str,
+        on_message: Callable[[dict[str, Any]], None],
     ) -> None:
         self.bootstrap = bootstrap
         self.topic = topic
@@ -263,11 +266,11 @@ class AnnouncementListener:
     def _run(self) -> None:
         from confluent_kafka import Consumer, TopicPartition
 
-        from agents.offsets import true_end_offsets
+        from agents.offsets import client_config, true_end_offsets
 
         consumer = Consumer(
             {
-                "bootstrap.servers": self.bootstrap,
+                **client_config(self.bootstrap),
                 # never joined nor committed: assign() needs no group, but the client wants an id
                 "group.id": f"tastestream-serving-{uuid.uuid4().hex[:8]}",
                 "enable.auto.commit": False,
@@ -373,7 +376,7 @@ class ModelServer:
         if listen and self.settings.kafka_url:
             topic = self.settings.topics.model_updates.name
             self.listener = AnnouncementListener(
-                self.settings.kafka_bootstrap, topic, self._from_thread
+                self.settings.kafka_client_config(), topic, self._from_thread
             ).start()
         await self.check_current()
 

@@ -89,7 +89,15 @@ class Settings:
     # -- security --
     #: When set, POST /events, model/admin actions and /internal/* need
     #: ``Authorization: Bearer <api_token>`` (workers share it).
-    api_token: str = ""
+    api_token: str = field(default="", repr=False)
+    #: Kafka: PLAINTEXT (empty), SSL, SASL_PLAINTEXT or SASL_SSL, passed to every client.
+    kafka_security_protocol: str = ""
+    #: Kafka SASL mechanism: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512.
+    kafka_sasl_mechanism: str = ""
+    kafka_sasl_username: str = ""
+    kafka_sasl_password: str = field(default="", repr=False)
+    #: CA certificate file for Kafka TLS (empty: the system's).
+    kafka_ssl_cafile: str = ""
     #: Reads (GET) need the token too.
     api_token_reads: bool = False
     # -- misc --
@@ -117,6 +125,27 @@ class Settings:
             if url.startswith(scheme):
                 url = url[len(scheme) :]
         return url.replace(";", ",").rstrip("/")
+
+    def kafka_client_config(self) -> dict[str, str]:
+        """confluent-kafka (librdkafka) settings every client of ours starts from.
+
+        >>> s = Settings(kafka_url="kafka://k:9093", kafka_security_protocol="SASL_SSL",
+        ...              kafka_sasl_mechanism="PLAIN", kafka_sasl_username="u",
+        ...              kafka_sasl_password="p")
+        >>> sorted(s.kafka_client_config())  # doctest: +NORMALIZE_WHITESPACE
+        ['bootstrap.servers', 'sasl.mechanism', 'sasl.password', 'sasl.username',
+         'security.protocol']
+        """
+        config = {"bootstrap.servers": self.kafka_bootstrap}
+        if self.kafka_security_protocol:
+            config["security.protocol"] = self.kafka_security_protocol
+        if self.kafka_sasl_mechanism:
+            config["sasl.mechanism"] = self.kafka_sasl_mechanism
+            config["sasl.username"] = self.kafka_sasl_username
+            config["sasl.password"] = self.kafka_sasl_password
+        if self.kafka_ssl_cafile:
+            config["ssl.ca.location"] = self.kafka_ssl_cafile
+        return config
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
@@ -155,6 +184,13 @@ class Settings:
     def check(self) -> None:
         if self.partitions < 1:
             raise SettingsError("partitions must be at least 1")
+        protocols = ("", "PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+        if self.kafka_security_protocol.upper() not in protocols:
+            raise SettingsError(
+                f"kafka_security_protocol must be one of {', '.join(protocols[1:])}"
+            )
+        if self.kafka_sasl_mechanism and not self.kafka_sasl_username:
+            raise SettingsError("kafka_sasl_mechanism needs kafka_sasl_username and _password")
         if self.state_store not in ("memory", "rocksdb"):
             raise SettingsError("state_store must be memory or rocksdb")
         if self.log_fsync not in ("always", "interval", "never"):

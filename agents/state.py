@@ -372,7 +372,7 @@ class StateService:
             for name, store in (("users", self.users), ("tokens", self.tokens))
             for p in self.assigned[name]
         ]
-        return true_end_offsets(self.settings.kafka_bootstrap, wanted)
+        return true_end_offsets(self.settings.kafka_client_config(), wanted)
 
     async def _recover(self, store: ChangelogStore, partition: int, end: int) -> None:
         try:
@@ -381,7 +381,7 @@ class StateService:
                 partition,
                 end,
                 lambda start, stop: read_partition(
-                    self.settings.kafka_bootstrap, store.changelog, partition, start, stop
+                    self.settings.kafka_client_config(), store.changelog, partition, start, stop
                 ),
             )
             fresh = end == 0 and not recovered.lost
@@ -416,7 +416,9 @@ class StateService:
             await asyncio.sleep(2.0)
             if partition in self.assigned[store.name]:
                 ends = await asyncio.to_thread(
-                    true_end_offsets, self.settings.kafka_bootstrap, [(store.changelog, partition)]
+                    true_end_offsets,
+                    self.settings.kafka_client_config(),
+                    [(store.changelog, partition)],
                 )
                 self.recovering[(store.name, partition)] = asyncio.get_running_loop().create_task(
                     self._recover(store, partition, ends[(store.changelog, partition)])

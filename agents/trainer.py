@@ -112,7 +112,7 @@ def announce(settings: Settings, message: dict[str, Any], timeout: float = 15.0)
     try:
         ensure_topics(settings)
         errors: list[str] = []
-        producer = Producer({"bootstrap.servers": settings.kafka_bootstrap, "log_level": 3})
+        producer = Producer({**settings.kafka_client_config(), "log_level": 3})
         producer.produce(
             settings.topics.model_updates.name,
             key=ANNOUNCE_KEY,
