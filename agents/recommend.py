@@ -236,6 +236,7 @@ class Recommender:
             "items": [candidate_json(c) for c in chosen],
             "sources_ran": sorted(trace.get("ran", {})),
             "computed_at": inputs.now,
+            "fresh": True,
         }
 
     def check(self, surface: str, k: int | None, item_id: str | None) -> int:
@@ -276,15 +277,20 @@ class Recommender:
         return f"{self.redis_prefix}:{surface}:{user_id}"
 
     def cached(self, user_id: str, surface: str, k: int) -> dict[str, Any] | None:
-        """The precomputed list, if the user's state has not changed since.
+        """The newest precomputed list, or ``None`` when there is none to serve.
 
-        After a model swap a list may still come from the previous version (it
-        says which in ``model_version``) until the refresh reaches it.
+        A ``GET`` never waits for a list to be built when one exists: if the
+        user's state changed since, the list says ``"fresh": false`` and the
+        refresh (which takes changed users oldest first) replaces it within
+        about ``recs_refresh_seconds`` plus the backlog. After a model swap a
+        list may come from the previous version (``model_version`` says so)
+        until the refresh reaches it.
         """
         body = self.latest.get((surface, user_id))
-        if body is None or user_id in self.state.dirty_users or k > self.settings.recs_k:
+        if body is None or k > self.settings.recs_k:
             return None
-        return {**body, "items": body["items"][:k]}
+        fresh = user_id not in self.state.dirty_users
+        return {**body, "items": body["items"][:k], "fresh": fresh}
 
     def outdated_users(self, limit: int) -> list[str]:
         """Users whose cached lists came from another model version than the live one."""
