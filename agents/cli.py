@@ -12,6 +12,7 @@ Verbs (``tastestream VERB --help`` lists each one's options)::
     train      train a model version (--once | --every 30m), publish and announce it
     model      list model versions, or roll CURRENT back
     evaluate   offline hit rate / AUC of the candidate generators on an event file
+    experiment start, ramp, stop or list A/B experiments (every worker follows)
 
 Settings come from deploy/tastestream.toml and ``TASTESTREAM_*`` variables.
 Errors are one line with the cause and a hint, exit code 2; ``--debug`` shows
@@ -743,9 +744,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     from agents import trainer
     from agents.evaluate_command import add_parser as add_evaluate_parser
+    from agents.experiment_command import add_parser as add_experiment_parser
 
     trainer.add_parsers(sub, verb)
     add_evaluate_parser(sub, verb)
+    add_experiment_parser(sub, verb)
     return parser
 
 

@@ -283,6 +283,8 @@ class ModelServer:
         self._lock: asyncio.Lock | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: set[asyncio.Task] = set()
+        #: Versions experiments serve beside the live one: version -> model (None: failed).
+        self._pinned: dict[str, LoadedModel | None] = {}
 
     # -- queries for the views
     @property
@@ -306,10 +308,37 @@ class ModelServer:
         """MF top ``k`` for the user; None: no model or unknown user."""
         return self.slots.user_scores(user_id, k, exclude)
 
+    def pinned(self, version: str) -> LoadedModel | None:
+        """A version an experiment serves beside the live one, or None while it loads.
+
+        The first call starts loading it in a thread (checksums and canaries,
+        as for a swap); a version that fails is refused and stays None.
+        """
+        live = self.slots.live
+        if live is not None and live.version == version:
+            return live
+        if version in self._pinned:
+            return self._pinned[version]
+        self._pinned[version] = None
+
+        async def load() -> None:
+            try:
+                path = self._resolve(version, None)
+                self._pinned[version] = await asyncio.to_thread(self.slots.load, path)
+                log.info("model %s loaded for an experiment", version)
+            except Exception as exc:
+                self._refuse(version, None, f"pinned by an experiment: {exc}")
+
+        task = asyncio.ensure_future(load())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return None
+
     def status(self) -> dict[str, Any]:
         """What ``GET /models`` shows: live, previous, swaps, refusals, listening."""
         listening = self.listener is not None and self.listener.assigned.is_set()
-        return {**self.slots.status(), "listening": listening}
+        pinned = sorted(v for v, m in self._pinned.items() if m is not None)
+        return {**self.slots.status(), "listening": listening, "pinned": pinned}
 
     # -- lifecycle
     async def start(self, listen: bool = True) -> None:

@@ -15,8 +15,9 @@ recently closed lists (to tell a late engagement from an unknown one), and the
 user's totals per experiment run (what the per-variant statistics sum).
 
 Matching: an engagement naming ``context.request_id`` goes to that list (if
-the item is in it); one without goes to the latest pending list that shows the
-item (last touch). A label is set once (a second click changes nothing);
+the item is in it); one without goes to the latest pending list asked for
+(HTTP, topic) that shows the item (last touch), else to the latest Redis copy
+that does. A label is set once (a second click changes nothing);
 ``value`` of purchases adds up as revenue. An engagement after its list closed
 is **late** and one naming a request id never seen is **unknown**: both are
 counted, neither changes an outcome. A Redis copy (channel ``redis``) is
@@ -311,7 +312,10 @@ class OutcomeJoin:
             return Folded("duplicate")
         item_id = record["item_id"]
         request_id = record.get("request_id")
-        for entry in reversed(state.pending):
+        # Without a request id, lists asked for (so shown) before Redis copies (maybe not).
+        shown = [p for p in state.pending if p[_CHANNEL] in COUNTED_CHANNELS]
+        copies = [p for p in state.pending if p[_CHANNEL] not in COUNTED_CHANNELS]
+        for entry in reversed(state.pending) if request_id else [*copies, *shown][::-1]:
             if request_id and entry[_REQUEST_ID] != request_id:
                 continue
             position = next((i for i, it in enumerate(entry[_ITEMS]) if it[0] == item_id), None)

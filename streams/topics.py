@@ -116,6 +116,15 @@ class Topics:
             config=keep,
         )
 
+        self.join_changelog = TopicSpec(
+            f"{prefix}.join-state-changelog",
+            "none (partition = the impressions' partition)",
+            "msgpack checkpoint group {key: state}",
+            "write-behind changelog of the impression join (pending lists, per-variant sums)",
+            internal=True,
+            config=keep,
+        )
+
         # -- experiments and outcomes (agents/experiments.py, agents/impressions.py) --
         # Broadcast topics: every worker reads all of it from the beginning and keeps the
         # latest value per key, so compaction keeps what a new worker needs.
@@ -163,6 +172,7 @@ class Topics:
             self.cooccurrence_pairs,
             self.user_changelog,
             self.token_changelog,
+            self.join_changelog,
             self.experiments,
             self.impressions,
             self.outcomes,
