@@ -1,8 +1,11 @@
 """A/B experiments on a real worker: labelled lists on every channel, exposure and metric counts
-exact on a scripted stream, the guard on an injected latency fault, and the CLI's errors."""
+exact on a scripted stream, the guard on an injected latency fault, the CLI's errors, and the
+operator's page in headless chromium (experiments with intervals, rollback behind the token,
+dead letters)."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
@@ -13,9 +16,7 @@ from collections import Counter
 import msgpack
 import pytest
 import redis
-
-from agents.provision import ensure_topics
-from tests.support import (
+from support import (
     REPO,
     WorkerProcess,
     consume_all,
@@ -26,7 +27,10 @@ from tests.support import (
     wait_until,
 )
 
+from agents.provision import ensure_topics
+
 WINDOW = 3.0
+TOKEN = "operator-secret"
 EXPERIMENTS = {
     "ab": {
         "surfaces": ["home"],
@@ -54,6 +58,8 @@ def worker(stack, tmp_path_factory):
         outcome_window_seconds=WINDOW,
         outcome_tick_seconds=0.3,
         experiment_metrics_seconds=0.5,
+        model_poll_seconds=1.0,
+        api_token=TOKEN,
     )
     ensure_topics(settings)
     started = WorkerProcess(settings, base / "worker.log").start()
@@ -100,12 +106,36 @@ def started(worker, name: str, *extra: str) -> dict:
     return record
 
 
-def outcomes(settings, expect: int) -> dict[str, dict]:
-    """The outcomes on the topic, by id (a repeat must be identical)."""
+def outcomes(settings, wanted, expect: int, timeout: float = 30.0) -> dict[str, dict]:
+    """The ``wanted`` outcomes on the topic, by id, once ``expect`` of them arrived.
+
+    A repeat (after a crash) must be identical to the first copy.
+    """
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+    topic = settings.topics.outcomes.name
+    consumer = Consumer(
+        {
+            "bootstrap.servers": settings.kafka_bootstrap,
+            "log_level": 3,
+            "group.id": f"test-{uuid.uuid4().hex[:8]}",
+            "enable.auto.commit": False,
+        }
+    )
+    partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
     found: dict[str, dict] = {}
-    for msg in consume_all(settings.kafka_bootstrap, settings.topics.outcomes.name, expect):
-        for outcome in msgpack.unpackb(msg.value(), raw=False):
-            assert found.setdefault(outcome["event_id"], outcome) == outcome
+    deadline = time.monotonic() + timeout
+    try:
+        while len(found) < expect and time.monotonic() < deadline:
+            msg = consumer.poll(0.2)
+            if msg is None or msg.error():
+                continue
+            for outcome in msgpack.unpackb(msg.value(), raw=False):
+                if wanted(outcome):
+                    assert found.setdefault(outcome["event_id"], outcome) == outcome
+    finally:
+        consumer.close()
     return found
 
 
@@ -201,17 +231,7 @@ def test_scripted_stream_gives_exact_exposure_outcome_and_metric_counts(worker):
 
     # one outcome per impression, with the labels the script set
     total = sum(len(b["items"]) for b in served.values())
-    ours = wait_until(
-        lambda: (lambda found: found if len(found) >= total else None)(
-            {
-                k: o
-                for k, o in outcomes(settings, total).items()
-                if o["user_id"] in served and o["channel"] == "http"
-            }
-        ),
-        timeout=30,
-        what="the outcomes",
-    )
+    ours = outcomes(settings, lambda o: o["user_id"] in served and o["channel"] == "http", total)
     assert len(ours) == total
     for o in ours.values():
         body = served[o["user_id"]]
@@ -302,13 +322,136 @@ def test_the_guard_stops_a_variant_with_injected_latency(worker):
     assert "slow" in next(e for e in listed if e["name"] == "slow-cart")["stopped_variants"]
 
 
+def test_operator_page_shows_experiments_models_and_dead_letters(worker, tmp_path):
+    import asyncio
+
+    from browser import Page, keep, start_chromium
+    from confluent_kafka import Producer
+
+    from models.factorization import FactorizationParams
+    from models.model_version import set_current, write_version
+    from models.simulator import ClickstreamSimulator, SimulatorConfig
+    from models.token_embedding import EmbeddingParams
+    from models.training import TrainingParams, train_version
+
+    settings = worker.settings
+    # two model versions, the newer one CURRENT, an evaluation report beside the older
+    sim = ClickstreamSimulator(SimulatorConfig(users=40, items=80, categories=4, sellers=6))
+    events = list(sim.events(3000))
+    root = settings.data_path / "models"
+    versions = []
+    for seed in (1, 2):
+        params = TrainingParams(
+            seed=seed,
+            embedding=EmbeddingParams(dim=8, epochs=1),
+            factorization=FactorizationParams(factors=4, epochs=1),
+        )
+        versions.append(write_version(root, train_version(events, params)))
+    (versions[0].path / "evaluation.json").write_text(json.dumps({"hit_rate": 0.123}))
+    set_current(root, versions[1].version)
+    wait_until(lambda: http("GET", f"{worker.url}/models")[1]["live"], what="a live model")
+    # a message the contract rejects, straight onto the events topic
+    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap})
+    bad = {"user_id": "op-u", "item_id": "op-i", "type": "like", "ts": time.time()}
+    producer.produce(settings.topics.events.name, key=b"op-u", value=json.dumps(bad).encode())
+    producer.flush(10)
+
+    browser, ws_url = start_chromium(
+        f"{worker.url}/ui/operator", tmp_path / "profile", "/ui/operator"
+    )
+    try:
+        path = asyncio.run(drive_operator_page(worker, ws_url, versions, tmp_path, Page))
+    finally:
+        browser.terminate()
+        browser.wait(10)
+    keep(path, "ui-operator.png")
+
+
+async def drive_operator_page(worker, ws_url, versions, tmp_path, Page):
+    import aiohttp
+
+    async with aiohttp.ClientSession() as session, session.ws_connect(ws_url, max_msg_size=0) as ws:
+        page = Page(ws)
+        await page.call(
+            "Emulation.setDeviceMetricsOverride",
+            width=1400,
+            height=1300,
+            deviceScaleFactor=1,
+            mobile=False,
+        )
+        # experiments: per-variant rows with click-through and its interval, against control
+        ctr = await page.wait_for(
+            '(() => { const c = document.querySelector(\'[data-experiment="ab"] '
+            'tr[data-variant="personalised"] td.click_through\'); return c && c.innerText })()',
+            "the ab experiment's click-through",
+        )
+        assert "%" in ctr and "[" in ctr  # a value and its 95% interval
+        report = http("GET", f"{worker.url}/experiments/ab")[1]
+        shown_users = await page.eval(
+            'document.querySelector(\'[data-experiment="ab"] tr[data-variant="personalised"]'
+            " td.users').innerText"
+        )
+        assert int(shown_users) == report["variants"]["personalised"]["users"]
+        assert await page.eval("!!document.querySelector('[data-comparison=\"personalised\"]')")
+        stop = await page.wait_for(
+            '(() => { const s = document.querySelector(\'[data-experiment="slow-cart"] '
+            ".stop-reason'); return s && s.innerText })()",
+            "the guard's stop",
+        )
+        assert "p95 latency" in stop and "control" in stop
+        assert "delta method" in await page.eval("document.querySelector('#test-used').innerText")
+        # models: both versions, the report, the live one marked; a rollback needs the token
+        older, newer = versions[0].version, versions[1].version
+        await page.wait_for(
+            f"!!document.querySelector('tr[data-version=\"{newer}\"] .badge.live')",
+            "the live version marked",
+        )
+        assert "evaluation.json" in await page.eval(
+            f"document.querySelector('tr[data-version=\"{older}\"]').innerText"
+        )
+        button = f"document.querySelector('tr[data-version=\"{older}\"] button.rollback')"
+        await page.eval(f"{button}.click()")
+        message = await page.wait_for(
+            "document.querySelector('#rollback-message').innerText", "the refusal"
+        )
+        assert "needs the API token" in message
+        assert http("GET", f"{worker.url}/operator/models")[1]["current"] == newer
+        await page.eval(f"document.querySelector('#token').value = {json.dumps(TOKEN)}")
+        await page.eval("document.querySelector('#save-token').click()")
+        await page.eval(f"{button}.click()")
+        message = await page.wait_for(
+            "(() => { const m = document.querySelector('#rollback-message').innerText;"
+            " return m.includes('CURRENT') && m })()",
+            "the rollback",
+        )
+        assert older in message
+        wait_until(
+            lambda: http("GET", f"{worker.url}/models")[1]["live"]["version"] == older,
+            what="the worker to serve the older version",
+        )
+        # dead letters, with their reasons; the original's first bytes for the token's holder
+        row = await page.wait_for(
+            "(() => { const r = [...document.querySelectorAll('#dead-letters tr')]"
+            ".find(tr => tr.innerText.includes('like') && tr.querySelector('.preview'));"
+            " return r && r.innerText })()",
+            "the dead letter with its original's first bytes",
+        )
+        assert "unknown event type" in row and "type" in row and "op-u" in row
+        path = tmp_path / "operator.png"
+        await page.screenshot(path)
+        return path
+
+
 def test_cli_errors_are_one_line(worker):
     started(worker, "ab", "--shares", "0.2")
     lower = cli(worker.settings, "ramp", "ab", "--shares", "0.1")
     assert lower.returncode == 2 and "only raises shares" in lower.stderr
     assert len(lower.stderr.strip().splitlines()) == 1
-    unknown = cli(worker.settings, "start", "nope")
-    assert unknown.returncode == 2 and "no experiment 'nope' in the config" in unknown.stderr
+    from agents.cli_io import CliError
+    from agents.experiment_command import run_command
+
+    with pytest.raises(CliError, match="no experiment 'nope' in the config"):
+        run_command(worker.settings, argparse.Namespace(experiment_command="start", name="nope"))
     ramped = cli(worker.settings, "ramp", "ab", "--shares", "popularity=0.4,personalised=0.3")
     assert ramped.returncode == 0, ramped.stderr
     shares = {v["name"]: v["share"] for v in json.loads(ramped.stdout)["variants"]}
