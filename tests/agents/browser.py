@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import re
 import shutil
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
@@ -114,3 +116,18 @@ def keep(screenshot: Path, name: str) -> Path:
     shutil.copy(screenshot, kept)
     print(f"\nscreenshot kept: {kept}", file=sys.__stderr__, flush=True)
     return kept
+
+
+@contextlib.asynccontextmanager
+async def open_page(ws_url: str, width: int = 1400, height: int = 1100) -> AsyncIterator[Page]:
+    """The tab at ``ws_url`` as a :class:`Page`, its viewport ``width`` x ``height``."""
+    async with aiohttp.ClientSession() as session, session.ws_connect(ws_url, max_msg_size=0) as ws:
+        page = Page(ws)
+        await page.call(
+            "Emulation.setDeviceMetricsOverride",
+            width=width,
+            height=height,
+            deviceScaleFactor=1,
+            mobile=False,
+        )
+        yield page

@@ -375,7 +375,7 @@ def test_the_guard_stops_a_variant_with_injected_latency(worker):
 def test_operator_page_shows_experiments_models_and_dead_letters(worker, tmp_path):
     import asyncio
 
-    from browser import Page, keep, start_chromium
+    from browser import keep, start_chromium
     from confluent_kafka import Producer
 
     from models.factorization import FactorizationParams
@@ -410,25 +410,17 @@ def test_operator_page_shows_experiments_models_and_dead_letters(worker, tmp_pat
         f"{worker.url}/ui/operator", tmp_path / "profile", "/ui/operator"
     )
     try:
-        path = asyncio.run(drive_operator_page(worker, ws_url, versions, tmp_path, Page))
+        path = asyncio.run(drive_operator_page(worker, ws_url, versions, tmp_path))
     finally:
         browser.terminate()
         browser.wait(10)
     keep(path, "ui-operator.png")
 
 
-async def drive_operator_page(worker, ws_url, versions, tmp_path, Page):
-    import aiohttp
+async def drive_operator_page(worker, ws_url, versions, tmp_path):
+    from browser import open_page
 
-    async with aiohttp.ClientSession() as session, session.ws_connect(ws_url, max_msg_size=0) as ws:
-        page = Page(ws)
-        await page.call(
-            "Emulation.setDeviceMetricsOverride",
-            width=1400,
-            height=1300,
-            deviceScaleFactor=1,
-            mobile=False,
-        )
+    async with open_page(ws_url, height=1300) as page:
         # experiments: per-variant rows with click-through and its interval, against control
         ctr = await page.wait_for(
             '(() => { const c = document.querySelector(\'[data-experiment="ab"] '
@@ -490,6 +482,32 @@ async def drive_operator_page(worker, ws_url, versions, tmp_path, Page):
         path = tmp_path / "operator.png"
         await page.screenshot(path)
         return path
+
+
+def test_metrics_has_every_series_the_grafana_dashboard_reads(worker):
+    import re
+
+    dashboard = json.loads((REPO / "deploy" / "grafana-dashboard.json").read_text())
+    exprs = [t["expr"] for panel in dashboard["panels"] for t in panel["targets"]]
+    read = {
+        re.sub(r"_bucket$", "", name) for e in exprs for name in re.findall(r"tastestream_\w+", e)
+    }
+    # set by a running replay (another process), or only once the thing happened
+    later = {
+        "tastestream_replay_progress_ratio",
+        "tastestream_replay_events_total",
+        "tastestream_redis_errors_total",
+        "tastestream_broker_errors_total",
+    }
+    _, text = http("GET", worker.url + "/metrics")
+    exposed = {
+        re.sub(r"_(bucket|count|sum)$", "", line.split("{")[0].split(" ")[0])
+        for line in text.splitlines()
+        if line.startswith("tastestream_")
+    }
+    assert read - later <= exposed, sorted(read - later - exposed)
+    assert 'tastestream_serving_seconds_bucket{channel="http"' in text
+    assert 'tastestream_experiment_outcomes_total{experiment="ab"' in text
 
 
 def test_cli_errors_are_one_line(worker):

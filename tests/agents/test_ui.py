@@ -21,10 +21,9 @@ from collections import Counter
 from http.client import HTTPConnection
 from pathlib import Path
 
-import aiohttp
 import numpy as np
 import pytest
-from browser import Page, keep, start_chromium
+from browser import keep, open_page, start_chromium
 from support import REPO, WorkerProcess, http, make_settings, settings_env, wait_until
 
 from agents.producer import EventProducer
@@ -123,15 +122,7 @@ def test_page_shows_history_and_recommendations_updates_live_and_draws_the_map(
 
 async def drive(worker, user, ws_url, world, tmp_path) -> Path:
     ids = list(world)
-    async with aiohttp.ClientSession() as session, session.ws_connect(ws_url, max_msg_size=0) as ws:
-        page = Page(ws)
-        await page.call(
-            "Emulation.setDeviceMetricsOverride",
-            width=1400,
-            height=1100,
-            deviceScaleFactor=1,
-            mobile=False,
-        )
+    async with open_page(ws_url, height=1100) as page:
         # history: every item, newest first, with the category the catalogue knows
         rows = await page.wait_for(
             "(() => { const r = [...document.querySelectorAll('#history tr')]"

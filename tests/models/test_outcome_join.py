@@ -167,3 +167,14 @@ def test_folding_a_partition_again_from_a_checkpoint_gives_the_same_outcomes():
     assert again == expected
     assert restored.aggregates.pack() == whole.aggregates.pack()
     assert all(restored.users[u].pack() == whole.users[u].pack() for u in whole.users)
+
+
+def test_without_a_request_id_a_list_asked_for_wins_over_a_later_redis_copy():
+    p = Partition()
+    kinds, _ = p.fold_all(
+        [served("H1", at=0.0), served("R1", channel="redis", at=1.0), engaged("e1", "a")]
+    )
+    assert kinds == ["list", "list", "matched"]
+    _, outcomes = p.fold_all([{"kind": "tick", "now": 100.0}])
+    clicked = {o["list_id"] for o in outcomes if o["y_click"]}
+    assert clicked == {"H1"}
