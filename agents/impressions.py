@@ -163,24 +163,28 @@ class Impressions:
     # -- the join ---------------------------------------------------------------------------
     def _join(self, partition: int) -> OutcomeJoin:
         store = self.store
-        values = store.values.get(partition)
-        due = self.due.setdefault(partition, {})
         aggregates = store.get_for_update(aggregates_key(partition), partition, Aggregates)
-        join = OutcomeJoin(
+        return OutcomeJoin(
             lambda u: store.get(user_key(u), partition),
             lambda u: store.get_for_update(user_key(u), partition),
             aggregates,
-            due,
+            self._due(partition),
         )
+
+    def _due(self, partition: int) -> dict[str, float]:
+        """The partition's deadlines by user, rebuilt when its state was recovered or rebuilt."""
+        store = self.store
+        due = self.due.setdefault(partition, {})
+        values = store.values.get(partition)
         if values is not None and self._indexed.get(partition) != id(values):
-            # Recovered or rebuilt since we last looked: rebuild the deadlines' view.
-            join.index(
-                (key[2:], store.get(key, partition))
-                for key in list(store.keys(partition))
-                if key.startswith("u:")
-            )
+            due.clear()
+            for key in list(store.keys(partition)):
+                state = store.get(key, partition) if key.startswith("u:") else None
+                deadline = state.earliest_deadline() if state is not None else None
+                if deadline is not None:
+                    due[key[2:]] = deadline
             self._indexed[partition] = id(values)
-        return join
+        return due
 
     async def process(self, batch: list[EventT]) -> None:
         """One batch of messages from the impressions topic."""
@@ -269,7 +273,9 @@ class Impressions:
         now = time.time() if now is None else now
         sent = 0
         for partition in sorted(self.state.assigned[STORE]):
-            due = self.due.get(partition)
+            if not self.store.is_ready(partition):
+                continue
+            due = self._due(partition)
             if due and min(due.values()) <= now:
                 await self.state.send(
                     self.topic, None, pack([{"kind": "tick", "now": now}]), partition

@@ -116,6 +116,9 @@ class Recommender:
         #: where served lists are logged (agents.impressions.Impressions).
         self.arms = arms
         self.impressions = impressions
+        #: The second pass for a variant's ``ranker_weights`` (the learned ranker's seam):
+        #: weights -> models.candidates.types.Ranker; None keeps the first-pass order.
+        self.ranker_for: Any = None
 
     # -- inputs, gathered on the loop ---------------------------------------------
     def popularity_copy(self) -> Popularity:
@@ -237,7 +240,10 @@ class Recommender:
     ) -> dict[str, Any]:
         """One list (blocking CPU work: call it in the executor)."""
         recipe = surface_named(self.surfaces if arm is None else arm.surfaces, surface)
-        ctx = self._context(inputs, k=k, exclude=exclude, item_id=item_id, seed=seed)
+        extra = {}
+        if self.ranker_for is not None:
+            extra["ranker"] = self.ranker_for(arm.ranker_weights if arm is not None else None)
+        ctx = self._context(inputs, k=k, exclude=exclude, item_id=item_id, seed=seed, **extra)
         trace: dict[str, Any] = {}
         chosen = generate(recipe, ctx, trace)
         model = inputs.model

@@ -51,7 +51,7 @@ Examples
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -198,8 +198,9 @@ class OutcomeJoin:
     aggregates
         The partition's :class:`Aggregates` (persisted by the caller).
     due
-        User id -> earliest pending deadline, for ticks (a view of the states:
-        :meth:`index` rebuilds it).
+        User id -> earliest pending deadline, for ticks (a view of the states,
+        kept up to date here; rebuild it from :meth:`JoinState.earliest_deadline`
+        after a recovery).
     max_lists, max_bytes
         Pending lists (and their packed bytes) per user at most: the oldest
         closes early (``overflow``) so no state outgrows a changelog record.
@@ -220,14 +221,6 @@ class OutcomeJoin:
         self.due = due
         self.max_lists = max_lists
         self.max_bytes = max_bytes
-
-    def index(self, users: Iterable[tuple[str, JoinState]]) -> None:
-        """Rebuild :attr:`due` from the partition's states (after recovery)."""
-        self.due.clear()
-        for user_id, state in users:
-            deadline = state.earliest_deadline()
-            if deadline is not None:
-                self.due[user_id] = deadline
 
     def fold(self, record: Mapping[str, Any]) -> Folded:
         """Fold one record; return what it did and the outcomes it closed, in order."""

@@ -162,7 +162,9 @@ def test_folding_a_partition_again_from_a_checkpoint_gives_the_same_outcomes():
     for user, state in crashed.users.items():
         restored.users[user] = unpack(state.pack())
     restored.aggregates.runs = copy.deepcopy(unpack(crashed.aggregates.pack()).runs)
-    restored.join.index(restored.users.items())
+    restored.due.update(
+        {u: d for u, st in restored.users.items() if (d := st.earliest_deadline()) is not None}
+    )
     _, again = restored.fold_all(records[2:])
     assert again == expected
     assert restored.aggregates.pack() == whole.aggregates.pack()
