@@ -312,8 +312,8 @@ class ExperimentService:
             return
         labels = {"experiment": arm.experiment, "variant": arm.variant or "", "channel": channel}
         self.metrics.inc("tastestream_experiment_lists_total", labels=labels)
-        if error:
-            self.metrics.inc("tastestream_experiment_errors_total", labels=labels)
+        # counted as 0 too: the series exists before the first error, for rates and alerts
+        self.metrics.inc("tastestream_experiment_errors_total", int(error), labels)
         experiment = self.experiments.get(arm.experiment)
         if (
             experiment is None

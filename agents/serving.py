@@ -277,6 +277,8 @@ class ModelServer:
         self.metrics.help[SWAPS] = "model versions switched live (publish or rollback)"
         self.metrics.help[REFUSED] = "model versions refused by validation"
         self.metrics.help[LIVE_INFO] = "1 for the live model version"
+        for counter in (SWAPS, REFUSED):  # present at 0 before the first swap or refusal
+            self.metrics.inc(counter, 0)
         self.slots = ModelSlots()
         self.roots = models_roots(settings)
         self.listener: AnnouncementListener | None = None
