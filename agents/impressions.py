@@ -243,13 +243,9 @@ class Impressions:
     @property
     def outcome_log(self) -> EventLog:
         if self._log is None:
-            settings = self.settings
-            self._log = EventLog(
-                self.outcome_dir,
-                segment_bytes=settings.log_segment_bytes,
-                fsync=settings.log_fsync,
-                fsync_seconds=settings.log_fsync_seconds,
-            )
+            from agents.ingest import configured_log
+
+            self._log = configured_log(self.settings, self.outcome_dir)
         return self._log
 
     def close(self) -> None:

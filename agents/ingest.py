@@ -49,6 +49,16 @@ EVENTS_PER_MESSAGE = 1000
 OWNER_CACHE_SIZE = 1_000_000
 
 
+def configured_log(settings: Any, directory: Any) -> EventLog:
+    """A durable log writer on ``directory`` with the settings' segment size and fsync policy."""
+    return EventLog(
+        directory,
+        segment_bytes=settings.log_segment_bytes,
+        fsync=settings.log_fsync,
+        fsync_seconds=settings.log_fsync_seconds,
+    )
+
+
 class Ingest:
     """The ingest domain: decode, fold, log, forward, dead-letter (see the module docstring)."""
 
@@ -77,13 +87,7 @@ class Ingest:
     @property
     def eventlog(self) -> EventLog:
         if self._eventlog is None:
-            settings = self.settings
-            self._eventlog = EventLog(
-                self.eventlog_dir,
-                segment_bytes=settings.log_segment_bytes,
-                fsync=settings.log_fsync,
-                fsync_seconds=settings.log_fsync_seconds,
-            )
+            self._eventlog = configured_log(self.settings, self.eventlog_dir)
         return self._eventlog
 
     def close(self) -> None:
