@@ -6,7 +6,7 @@
   and per position the item, its sources, score and room for the ranker's
   features;
 * ingest forwards each accepted engagement (click, favourite, cart, purchase,
-  and client ``impression`` events) to the same partition
+  and client ``impression`` events naming a request id) to the same partition
   (:meth:`Impressions.forward_engagements`), and a timer sends a **tick** to
   each owned partition that has lists due;
 * one agent folds that topic with :class:`models.outcome_join.OutcomeJoin`

@@ -435,8 +435,15 @@ def outcome(
 
 
 def engagement_record(event: Mapping[str, Any]) -> dict[str, Any] | None:
-    """The join's record of a canonical event, or ``None`` for a type the join ignores."""
-    if event["type"] not in JOINED_TYPES:
+    """The join's record of a canonical event, or ``None`` for one the join ignores.
+
+    Views are ignored, and so are ``impression`` events without a
+    ``context.request_id``: a client's own slates, not our lists.
+    """
+    context = event.get("context") or {}
+    if event["type"] not in JOINED_TYPES or (
+        event["type"] == "impression" and not context.get("request_id")
+    ):
         return None
     record: dict[str, Any] = {
         "kind": "engagement",
@@ -448,7 +455,6 @@ def engagement_record(event: Mapping[str, Any]) -> dict[str, Any] | None:
     }
     if event.get("value") is not None:
         record["value"] = event["value"]
-    context = event.get("context") or {}
     if context.get("request_id"):
         record["request_id"] = context["request_id"]
     return record

@@ -99,6 +99,7 @@ def expand_event(entry: bytes, user_id: str) -> dict[str, Any]:
     event["event_id"] = fields[3]
     return event
 
+
 _INTERACTIONS = frozenset(INTERACTION_TYPES)
 _packb = msgpack.Packer(use_bin_type=True).pack
 

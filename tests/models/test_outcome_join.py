@@ -131,6 +131,7 @@ def test_redis_copies_supersede_each_other_and_stay_out_of_the_statistics():
 
 def test_only_joined_types_are_forwarded():
     assert engaged("e", "a", "view") is None
+    assert engaged("e", "a", "impression") is None  # a client's own slate, not our list
     assert engaged("e", "a", "impression", request_id="r")["request_id"] == "r"
 
 
