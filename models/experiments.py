@@ -635,21 +635,32 @@ TEST_DESCRIPTION = (
 )
 
 
+#: Reported units per metric (latency is summed in seconds, reported in ms).
+SCALE = {"latency_ms": 1000.0}
+
+
+def metric_value(moments: Moments, name: str) -> tuple[float, float]:
+    """``(value, standard error)`` of the metric ``name`` of :data:`METRICS`, in its unit."""
+    num, den = METRICS[name]
+    value, se = moments.ratio(num, den)
+    scale = SCALE.get(name, 1.0)
+    return value * scale, se * scale
+
+
 def metric_rows(moments: Moments) -> dict[str, dict[str, float | None]]:
     """Every metric of :data:`METRICS` with its 95% interval, for one variant."""
     rows: dict[str, dict[str, float | None]] = {}
-    for name, (num, den) in METRICS.items():
-        value, se = moments.ratio(num, den)
-        scale = 1000.0 if name == "latency_ms" else 1.0
+    for name in METRICS:
+        value, se = metric_value(moments, name)
         if math.isnan(value):
             rows[name] = {"value": None, "se": None, "ci_low": None, "ci_high": None}
             continue
-        se_s = None if math.isnan(se) else se * scale
+        se_s = None if math.isnan(se) else se
         rows[name] = {
-            "value": value * scale,
+            "value": value,
             "se": se_s,
-            "ci_low": None if se_s is None else value * scale - Z95 * se_s,
-            "ci_high": None if se_s is None else value * scale + Z95 * se_s,
+            "ci_low": None if se_s is None else value - Z95 * se_s,
+            "ci_high": None if se_s is None else value + Z95 * se_s,
         }
     return rows
 
@@ -681,8 +692,7 @@ def report(
             continue
         m = moments.get(v.name, Moments())
         comparisons[v.name] = {
-            name: compare(m.ratio(num, den), control.ratio(num, den))
-            for name, (num, den) in METRICS.items()
+            name: compare(metric_value(m, name), metric_value(control, name)) for name in METRICS
         }
     return {
         **experiment.as_record(),

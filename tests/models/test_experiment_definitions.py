@@ -179,3 +179,18 @@ def test_report_names_the_test_and_compares_each_variant_with_control():
     assert row["ci_low"] > 0 and row["p_value"] < 1e-6
     assert body["variants"]["control"]["users"] == 200
     assert body["variants"]["treatment"]["metrics"]["click_through"]["ci_low"] > 0.2
+
+
+def test_comparisons_are_in_the_units_of_the_rows():
+    exp = definition().started(now=1.0)
+    rng = np.random.default_rng(3)
+    moments = {}
+    for name, seconds in (("control", 0.01), ("treatment", 0.05)):
+        vectors = user_vectors(rng, 100, 0.2)
+        vectors[:, QUANTITIES.index("latency_seconds")] = seconds * (1 + rng.random(100))
+        moments[name] = moments_of(vectors)
+    body = report(exp, moments, {})
+    rows = {v: body["variants"][v]["metrics"]["latency_ms"]["value"] for v in moments}
+    diff = body["comparisons"]["treatment"]["latency_ms"]["difference"]
+    assert diff == pytest.approx(rows["treatment"] - rows["control"])
+    assert 30 < diff < 80  # milliseconds
