@@ -71,6 +71,8 @@ class Services:
     recommender: Any  # agents.recommend.Recommender
     redis: Any  # agents.redis_client.RedisClient
     broker: Any  # agents.broker.BrokerWatch
+    experiments: Any  # agents.experiments.ExperimentService
+    impressions: Any  # agents.impressions.Impressions
 
 
 class TastestreamApp(faust.App):
@@ -121,7 +123,17 @@ def create_app(settings: Settings) -> TastestreamApp:
     """The configured app with every service, agent, timer and view registered."""
     if not settings.kafka_url:
         raise ValueError("create_app needs settings.kafka_url (start the stack first)")
-    from agents import cooccurrence, ingest, recommend, serving, state, ui, views
+    from agents import (
+        cooccurrence,
+        experiments,
+        impressions,
+        ingest,
+        recommend,
+        serving,
+        state,
+        ui,
+        views,
+    )
     from agents.broker import BrokerWatch
     from agents.redis_client import RedisClient
     from streams.limits import KAFKA_MAX_MESSAGE_BYTES, MAX_MESSAGE_BYTES
@@ -166,9 +178,15 @@ def create_app(settings: Settings) -> TastestreamApp:
     state_service = state.StateService(settings, send, metrics)
     redis = RedisClient(settings.redis_url, metrics)
     models = serving.ModelServer(settings, metrics)
-    ingest_service = ingest.Ingest(settings, worker_id, state_service, metrics)
+    impressions_service = impressions.Impressions(settings, worker_id, state_service, metrics, send)
+    experiment_service = experiments.ExperimentService(settings, metrics, models)
+    ingest_service = ingest.Ingest(
+        settings, worker_id, state_service, metrics, impressions_service.forward_engagements
+    )
     cooccurrence_service = cooccurrence.Cooccurrence(settings, state_service, metrics)
-    recommender = recommend.Recommender(settings, state_service, models, redis, metrics)
+    recommender = recommend.Recommender(
+        settings, state_service, models, redis, metrics, experiment_service, impressions_service
+    )
     app.services = Services(
         settings=settings,
         metrics=metrics,
@@ -179,18 +197,29 @@ def create_app(settings: Settings) -> TastestreamApp:
         recommender=recommender,
         redis=redis,
         broker=BrokerWatch(settings, metrics),
+        experiments=experiment_service,
+        impressions=impressions_service,
     )
     events_topic = bytes_topic(app, settings.topics.events.name, settings.partitions)
     pairs_topic = bytes_topic(
         app, settings.topics.cooccurrence_pairs.name, settings.partitions, internal=True
     )
-    state.register(app, state_service, {events_topic.get_topic_name(): "users",
-                                        pairs_topic.get_topic_name(): "tokens"})  # fmt: skip
+    impressions_topic = bytes_topic(
+        app, settings.topics.impressions.name, settings.partitions, internal=True
+    )
+    topic_stores = {
+        events_topic.get_topic_name(): "users",
+        pairs_topic.get_topic_name(): "tokens",
+        impressions_topic.get_topic_name(): impressions.STORE,
+    }
+    state.register(app, state_service, topic_stores)
     ingest.register(app, ingest_service, events_topic)
     cooccurrence.register(app, cooccurrence_service, pairs_topic)
     serving.register(app, models)
     recommend.register(app, recommender, events_topic, pairs_topic)
     views.register(app, app.services, events_topic, pairs_topic)
+    impressions.register(app, impressions_service, impressions_topic)
+    experiments.register(app, experiment_service)
 
     @app.task
     async def watch_broker() -> None:

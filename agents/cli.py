@@ -14,6 +14,7 @@ Verbs (``tastestream VERB --help`` lists each one's options)::
     evaluate   offline hit rate / AUC of the candidate generators on an event file
     replay     re-emit a window of events to a topic, or rebuild a prefix's state from it
     state      a checksum per store and partition of a prefix's state
+    experiment start, ramp, stop or list A/B experiments (every worker follows)
 
 Settings come from deploy/tastestream.toml and ``TASTESTREAM_*`` variables.
 Errors are one line with the cause and a hint, exit code 2; ``--debug`` shows
@@ -737,15 +738,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_kcat)
 
     from agents import trainer
+    from agents.checksums import add_parser as add_state_parser
     from agents.evaluate_command import add_parser as add_evaluate_parser
+    from agents.experiment_command import add_parser as add_experiment_parser
+    from agents.replay import add_parser as add_replay_parser
 
     trainer.add_parsers(sub, verb)
     add_evaluate_parser(sub, verb)
-    from agents.checksums import add_parser as add_state_parser
-    from agents.replay import add_parser as add_replay_parser
-
     add_replay_parser(sub, verb)
     add_state_parser(sub, verb)
+    add_experiment_parser(sub, verb)
     return parser
 
 

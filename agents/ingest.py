@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from faust.types import EventT
@@ -49,13 +50,30 @@ EVENTS_PER_MESSAGE = 1000
 OWNER_CACHE_SIZE = 1_000_000
 
 
+def configured_log(settings: Any, directory: Any) -> EventLog:
+    """A durable log writer on ``directory`` with the settings' segment size and fsync policy."""
+    return EventLog(
+        directory,
+        segment_bytes=settings.log_segment_bytes,
+        fsync=settings.log_fsync,
+        fsync_seconds=settings.log_fsync_seconds,
+    )
+
+
 class Ingest:
     """The ingest domain: decode, fold, log, forward, dead-letter (see the module docstring)."""
 
     def __init__(
-        self, settings: Any, worker_id: str, state: StateService, metrics: Metrics
+        self,
+        settings: Any,
+        worker_id: str,
+        state: StateService,
+        metrics: Metrics,
+        on_accepted: Callable[[list[Any]], Awaitable[None]] | None = None,
     ) -> None:
         self.settings = settings
+        #: Called with every batch's accepted events (the impression join's engagements).
+        self.on_accepted = on_accepted
         self.state = state
         self.metrics = metrics
         topics = settings.topics
@@ -70,13 +88,7 @@ class Ingest:
     @property
     def eventlog(self) -> EventLog:
         if self._eventlog is None:
-            settings = self.settings
-            self._eventlog = EventLog(
-                self.eventlog_dir,
-                segment_bytes=settings.log_segment_bytes,
-                fsync=settings.log_fsync,
-                fsync_seconds=settings.log_fsync_seconds,
-            )
+            self._eventlog = configured_log(self.settings, self.eventlog_dir)
         return self._eventlog
 
     def close(self) -> None:
@@ -107,20 +119,9 @@ class Ingest:
 
     async def process(self, batch: list[EventT]) -> None:
         """One batch of messages from the events topic."""
-        state = self.state
-        users = state.users
         wanted = {event.message.partition for event in batch}
-        while True:
-            owned = await state.wait_owned(users, wanted)
-            async with state.lock:
-                # Re-check under the lock: a rebalance may have moved partitions meanwhile.
-                if not state.settled.is_set():
-                    continue
-                owned = wanted & state.assigned["users"]
-                if not all(users.is_ready(p) for p in owned):
-                    continue
-                await self._fold_batch(batch, owned)
-                return
+        async with self.state.folding(self.state.users, wanted) as owned:
+            await self._fold_batch(batch, owned)
 
     async def _fold_batch(self, batch: list[EventT], owned: set[int]) -> None:
         state = self.state
@@ -200,6 +201,8 @@ class Ingest:
             state.catalogue.update_many(accepted_all)
             state.popularity.update_many(accepted_all)
             state.mark_dirty(changed)
+            if self.on_accepted is not None:
+                await self.on_accepted(accepted_all)
         metrics.inc("tastestream_events_accepted_total", accepted_n)
         if mine_total > accepted_n:
             metrics.inc("tastestream_events_duplicate_total", mine_total - accepted_n)

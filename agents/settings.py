@@ -79,6 +79,17 @@ class Settings:
     recs_cache_users: int = 100_000
     #: surface -> {source: weight}; merged over models.surfaces.DEFAULT_SURFACES.
     surfaces: dict = field(default_factory=dict)
+    # -- experiments and outcomes --
+    #: experiment name -> definition (models.experiments); started with `tastestream experiment`.
+    experiments: dict = field(default_factory=dict)
+    #: Seconds a served list waits for engagements before its outcomes are emitted.
+    outcome_window_seconds: float = 1800.0
+    #: How often each partition's due lists are closed (seconds).
+    outcome_tick_seconds: float = 1.0
+    #: How often each partition's per-variant sums are published (seconds).
+    experiment_metrics_seconds: float = 2.0
+    #: One JSON line per served list (request id, user hash, surface, variant) on stderr.
+    log_requests: bool = True
     # -- models --
     model_publish_dirs: str = ""
     model_poll_seconds: float = 30.0
@@ -201,6 +212,8 @@ class Settings:
             raise SettingsError(
                 f"kafka_url must look like kafka://host:port, got {self.kafka_url!r}"
             )
+        if not self.outcome_window_seconds > 0 or not self.outcome_tick_seconds > 0:
+            raise SettingsError("outcome_window_seconds and outcome_tick_seconds must be above 0")
         if self.redis_url and not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
             raise SettingsError(
                 f"redis_url must look like redis://host:port, got {self.redis_url!r}"

@@ -429,11 +429,14 @@ class ChangelogStore(Generic[T]):
         self._cache(key, obj)
         return obj
 
-    def get_for_update(self, key: str, partition: int) -> T:
-        """The key's object (created when new), marked dirty: the caller changes it now."""
+    def get_for_update(self, key: str, partition: int, new: Callable[[], T] | None = None) -> T:
+        """The key's object (created by ``new``, default the store's, when new), marked dirty.
+
+        The caller changes it now.
+        """
         obj = self.get(key, partition)
         if obj is None:
-            obj = self.new()
+            obj = (new or self.new)()
             self._cache(key, obj)
         self.dirty.setdefault(partition, set()).add(key)
         return obj

@@ -16,6 +16,9 @@
     "method": "umap"|"graph"|"pca", "items": [{"item_id", "x", "y", "category"}],
     "trajectory": [{"item_id", "type", "ts", "x", "y"}], "user": {"x", "y"}|null,
     "message"}``. Routed to the worker that owns the user (their trajectory).
+``GET /ui/operator``
+    The operator's page (:mod:`agents.ui_operator`): experiments, model
+    versions with a rollback, dead letters.
 ``GET /ui/api/items?ids=a,b``
     ``{"items": {id: {"category", "seller"}}}`` from this worker's catalogue, for
     history events and recommendations that carry no item attributes.
@@ -314,6 +317,9 @@ def register(app: Any, events_topic: Any) -> MapCache:
 
     cache = MapCache()
     app.ui_maps = cache
+    from agents import ui_operator
+
+    ui_operator.register(app)
     # Faust's production index answers "/" with {"status": "OK"}; here "/" leads to the page.
     # (faust-streaming is pinned; its blueprint manager has no public way to drop one.)
     manager = app.web.blueprints

@@ -380,14 +380,13 @@ def register(app: TastestreamApp, services: Services, events_topic: Any, pairs_t
             surface = query.get("surface", "home")
             item_id = query.get("item_id")
 
+            request_id = query.get("request_id") or None
+
             async def local() -> web.Response:
-                plain = not exclude and seed is None and item_id is None
-                hit = recommender.cached(user_id, surface, k) if plain else None
-                if hit is not None:
-                    metrics.inc("tastestream_recs_cache_hits_total")
-                    return self.json(hit)
                 try:
-                    body = await recommender.recommend(user_id, surface, k, exclude, item_id, seed)
+                    body = await recommender.serve(
+                        user_id, surface, k, exclude, item_id, seed, "http", request_id
+                    )
                 except RequestError as exc:
                     return error(self, 400, str(exc))
                 return self.json(body)

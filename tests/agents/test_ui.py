@@ -11,10 +11,8 @@ grouped on it. Screenshots are kept for a person to look at, under
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -23,9 +21,9 @@ from collections import Counter
 from http.client import HTTPConnection
 from pathlib import Path
 
-import aiohttp
 import numpy as np
 import pytest
+from browser import keep, open_page, start_chromium
 from support import REPO, WorkerProcess, http, make_settings, settings_env, wait_until
 
 from agents.producer import EventProducer
@@ -33,91 +31,6 @@ from agents.provision import ensure_topics
 from agents.ui import ItemMap, MapCache
 from models.simulator import ClickstreamSimulator, SimulatorConfig
 from models.token_embedding import EmbeddingParams, TokenEmbedding
-
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-#: Where screenshots are kept for people to look at (git-ignored).
-ARTIFACTS = REPO / "test-artifacts"
-
-
-# ----------------------------------------------------------- a tiny CDP client
-class Page:
-    """One chromium tab driven over the Chrome DevTools Protocol (aiohttp websocket)."""
-
-    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
-        self.ws = ws
-        self.next_id = 0
-
-    async def call(self, method: str, **params) -> dict:
-        self.next_id += 1
-        await self.ws.send_json({"id": self.next_id, "method": method, "params": params})
-        while True:  # events arrive in between; skip them
-            msg = json.loads((await self.ws.receive()).data)
-            if msg.get("id") == self.next_id:
-                if "error" in msg:
-                    raise AssertionError(f"{method}: {msg['error']}")
-                return msg["result"]
-
-    async def eval(self, expression: str):
-        result = await self.call(
-            "Runtime.evaluate", expression=expression, returnByValue=True, awaitPromise=True
-        )
-        if "exceptionDetails" in result:
-            raise AssertionError(f"{expression}: {result['exceptionDetails']}")
-        return result["result"].get("value")
-
-    async def wait_for(self, expression: str, what: str, timeout: float = 30.0):
-        deadline = time.monotonic() + timeout
-        last = None
-        while time.monotonic() < deadline:
-            last = await self.eval(expression)
-            if last:
-                return last
-            await asyncio.sleep(0.2)
-        raise AssertionError(f"page: timed out waiting for {what}; last: {last!r}")
-
-    async def screenshot(self, path: Path) -> None:
-        shot = await self.call("Page.captureScreenshot", format="png", captureBeyondViewport=True)
-        path.write_bytes(base64.b64decode(shot["data"]))
-
-
-def start_chromium(url: str, profile: Path) -> tuple[subprocess.Popen, str]:
-    """Headless chromium on ``url``; returns the process and the page's websocket URL."""
-    stderr_path = profile.with_suffix(".stderr")
-    with open(stderr_path, "wb") as stderr:
-        proc = subprocess.Popen(
-            [
-                CHROMIUM,
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-                "--hide-scrollbars",
-                "--window-size=1400,1100",
-                f"--user-data-dir={profile}",
-                "--remote-debugging-port=0",
-                url,
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=stderr,
-        )
-
-    def devtools_port() -> int | None:
-        found = re.search(rb"DevTools listening on ws://[^:]+:(\d+)/", stderr_path.read_bytes())
-        if proc.poll() is not None:
-            raise AssertionError(f"chromium exited: {stderr_path.read_text(errors='replace')}")
-        return int(found.group(1)) if found else None
-
-    port = wait_until(devtools_port, what="chromium's DevTools port")
-
-    def page_ws() -> str | None:
-        _, targets = http("GET", f"http://127.0.0.1:{port}/json/list")
-        pages = [t for t in targets if t.get("type") == "page" and "/ui/users/" in t.get("url", "")]
-        return pages[0]["webSocketDebuggerUrl"] if pages else None
-
-    return proc, wait_until(page_ws, what="the page target")
 
 
 # ------------------------------------------------------------------- fixtures
@@ -197,7 +110,7 @@ def test_page_shows_history_and_recommendations_updates_live_and_draws_the_map(
     assert http("GET", worker.url + "/models")[1]["live"] is None  # the map's first state
 
     profile = tmp_path / "chromium-profile"
-    browser, ws_url = start_chromium(f"{worker.url}/ui/users/{user}", profile)
+    browser, ws_url = start_chromium(f"{worker.url}/ui/users/{user}", profile, "/ui/users/")
     try:
         screenshot = asyncio.run(drive(worker, user, ws_url, world, tmp_path))
     finally:
@@ -207,26 +120,9 @@ def test_page_shows_history_and_recommendations_updates_live_and_draws_the_map(
     keep(screenshot, "ui-page.png")
 
 
-def keep(screenshot: Path, name: str) -> Path:
-    """Copy a screenshot to test-artifacts/ for a person to look at; print where."""
-    ARTIFACTS.mkdir(exist_ok=True)
-    kept = ARTIFACTS / name
-    shutil.copy(screenshot, kept)
-    print(f"\nscreenshot kept: {kept}", file=sys.__stderr__, flush=True)
-    return kept
-
-
 async def drive(worker, user, ws_url, world, tmp_path) -> Path:
     ids = list(world)
-    async with aiohttp.ClientSession() as session, session.ws_connect(ws_url, max_msg_size=0) as ws:
-        page = Page(ws)
-        await page.call(
-            "Emulation.setDeviceMetricsOverride",
-            width=1400,
-            height=1100,
-            deviceScaleFactor=1,
-            mobile=False,
-        )
+    async with open_page(ws_url, height=1100) as page:
         # history: every item, newest first, with the category the catalogue knows
         rows = await page.wait_for(
             "(() => { const r = [...document.querySelectorAll('#history tr')]"
