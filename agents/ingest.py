@@ -31,7 +31,7 @@ from typing import Any
 
 from faust.types import EventT
 
-from agents.metrics import Metrics
+from agents.metrics import REPLAY_EVENTS, Metrics
 from agents.state import StateService
 from models.user_state import PairRecord, fold_message
 from streams.codecs import decode_message, encode_batches
@@ -186,7 +186,7 @@ class Ingest:
         if skipped:
             metrics.inc("tastestream_messages_skipped_total", skipped)
         if replayed_events:
-            metrics.inc("tastestream_replayed_events_total", replayed_events)
+            metrics.inc(REPLAY_EVENTS, replayed_events)
         for owner, events in forwards.items():
             for value, chunk in encode_batches(events, max_events=EVENTS_PER_MESSAGE):
                 await state.send(self.events_topic, chunk[0]["user_id"].encode(), value, owner)

@@ -21,8 +21,8 @@ channel}``
 ``tastestream_events_rejected_total{field}`` dead letters by reason (the field at fault)
 ``tastestream_redis_errors_total{op}``,     Redis and broker errors
 ``tastestream_broker_errors_total{op}``
-``tastestream_replay_*``                    replay progress (:data:`REPLAY_EVENTS`,
-                                            :data:`REPLAY_PROGRESS`: set by the replay)
+``tastestream_replay_events_total``         replayed events folded (they carry the replay
+                                            header; live metrics leave them out)
 ``tastestream_experiment_*``                per-variant lists, impressions, outcomes, guard stops
 ==========================================  ===================================================
 
@@ -56,10 +56,8 @@ from prometheus_client import (
 #: Seconds; the default buckets of every histogram.
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
-#: Events a running replay has re-emitted (a counter the replay sets through this facade).
+#: Replayed events folded by this worker (``tastestream replay --to-topic``).
 REPLAY_EVENTS = "tastestream_replay_events_total"
-#: Share of a running replay's source done, 0 to 1 (a gauge).
-REPLAY_PROGRESS = "tastestream_replay_progress_ratio"
 
 HELP = {
     "tastestream_consumer_lag": "messages behind the high watermark, per partition of the events",
@@ -72,8 +70,7 @@ HELP = {
     "tastestream_events_rejected_total": "events and messages sent to the dead letter, by field",
     "tastestream_redis_errors_total": "Redis calls that failed, by operation",
     "tastestream_broker_errors_total": "broker calls that failed, by operation",
-    REPLAY_EVENTS: "events re-emitted by a replay",
-    REPLAY_PROGRESS: "share of the replay's source done (0 to 1)",
+    REPLAY_EVENTS: "replayed events folded (carrying the replay header)",
     "tastestream_experiment_lists_total": "lists served, per experiment, variant and channel",
     "tastestream_experiment_impressions_total": "items served in lists, per experiment and variant",
     "tastestream_experiment_outcomes_total": "impressions labelled by the join, per label",

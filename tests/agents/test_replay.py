@@ -250,7 +250,7 @@ def test_to_topic_replay_stopped_midway_resumes_where_it_stopped(
     wait_until(lambda: applied(worker, sent), timeout=60, what="every replayed event applied")
     assert_state_matches(worker.url, settings, sent)
     # Counted as replayed, each once, and kept out of the live latency histogram.
-    assert worker.metric("tastestream_replayed_events_total") == len(events)
+    assert worker.metric("tastestream_replay_events_total") == len(events)
     assert worker.metric("tastestream_events_duplicate_total") == 0
     assert worker.metric("tastestream_ingest_latency_seconds_count") == 0
     # Re-running the whole replay changes nothing: the redelivery guards drop every event.
