@@ -103,6 +103,8 @@ def test_a_model_announcement_may_not_name_a_path_outside_the_model_roots(
     evil = tmp_path / "elsewhere" / "v1"
     evil.mkdir(parents=True)
     (evil / "manifest.json").write_text("{}")
+    # The listener reads from the end of the topic once assigned: announce after that.
+    wait_until(lambda: http("GET", worker.url + "/models")[1]["listening"], what="listening")
     producer = kafka_producer(settings)
     topic = settings.topics.model_updates.name
     for announcement in (
