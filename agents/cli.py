@@ -354,42 +354,44 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
+    from agents.event_input import InputError, import_spec, read_events
     from agents.progress import Progress
-    from streams.importer import ImportSpec, ImportSpecError, ImportStats, import_csv, parse_mapping
 
     try:
-        spec = ImportSpec(
-            columns=parse_mapping(args.columns),
-            types=parse_mapping(args.types),
-            ts_unit=args.ts_unit,
-        )
-    except ImportSpecError as exc:
+        spec = import_spec(args)
+    except InputError as exc:
         raise SystemExit(f"tastestream import: {exc}") from None
-    stats = ImportStats()
-    importer = import_csv(args.file, spec, stats=stats)
-    with Progress("importing", unit="rows") as bar:
+    rejected: Counter = Counter()
+    rows = [0]
+    try:
+        with Progress("importing", unit="rows") as bar:
 
-        def counted():
-            for event in importer:
-                bar.update()
-                yield event
+            def counted(read: int) -> None:
+                bar.update(read - rows[0])
+                rows[0] = read
 
-        if args.out:
-            from agents.producer import write_jsonl
+            importer = read_events(args.file, rejected, spec, progress=counted)
+            if args.out:
+                from agents.producer import write_jsonl
 
-            with open(args.out, "w") as out:
-                written = write_jsonl(counted(), out)
-            result: dict[str, Any] = {"written": written, "out": args.out}
-        else:
-            from agents.producer import EventProducer
+                with open(args.out, "w") as out:
+                    written = write_jsonl(importer, out)
+                result: dict[str, Any] = {"written": written, "out": args.out}
+            else:
+                from agents.producer import EventProducer
 
-            settings = _settings(args)
-            if not settings.kafka_url:
-                raise SystemExit("import without --out sends to Kafka: set TASTESTREAM_KAFKA_URL")
-            producer = EventProducer(settings)
-            producer.send_many(counted())
-            result = producer.flush().as_dict()
-    result.update(rows=stats.rows, accepted=stats.accepted, rejected=dict(stats.rejected))
+                settings = _settings(args)
+                if not settings.kafka_url:
+                    raise SystemExit(
+                        "import without --out sends to Kafka: set TASTESTREAM_KAFKA_URL"
+                    )
+                producer = EventProducer(settings)
+                producer.send_many(importer)
+                result = producer.flush().as_dict()
+    except InputError as exc:
+        raise SystemExit(f"tastestream import: {exc}") from None
+    accepted = rows[0] - sum(rejected.values())
+    result.update(rows=rows[0], accepted=accepted, rejected=dict(rejected))
     _print(json.dumps(result))
     return 0
 
@@ -445,11 +447,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="write JSONL here instead of producing")
     p.set_defaults(func=cmd_simulate)
 
-    p = common(sub.add_parser("import", help="convert a CSV log into contract events"))
+    from agents.event_input import add_import_options
+
+    p = common(sub.add_parser("import", help="convert a CSV log (gzip or not) into events"))
     p.add_argument("file")
-    p.add_argument("--columns", required=True, help="field=csv_column,...")
-    p.add_argument("--types", required=True, help="csv_value=event_type,...")
-    p.add_argument("--ts-unit", dest="ts_unit", default="auto", choices=["auto", "s", "ms", "iso"])
+    add_import_options(p, required=True)
     p.add_argument("--out", default=None, help="JSONL file; default: send to the events topic")
     p.set_defaults(func=cmd_import)
 
