@@ -44,6 +44,7 @@ from models.model_version import (
     write_version,
 )
 from models.training import NotEnoughData, TrainingParams, train_version
+from streams.importer import ImportSpec
 
 log = logging.getLogger("tastestream.trainer")
 
@@ -68,10 +69,12 @@ def _out(msg: str) -> None:
 
 
 # ------------------------------------------------------------------- input
-def read_input(settings: Settings, events_file: str | None) -> Iterator[dict[str, Any]]:
-    """The training events: the whole durable event log, or a contract-events file."""
+def read_input(
+    settings: Settings, events_file: str | None, spec: ImportSpec | None = None
+) -> Iterator[dict[str, Any]]:
+    """The training events: the whole durable event log, or a file (a CSV log with ``spec``)."""
     if events_file:
-        return _file_events(events_file)
+        return _file_events(events_file, spec)
     from streams.eventlog import EventLogError, log_directories, read_logs
 
     root = settings.eventlog_path
@@ -85,21 +88,14 @@ def read_input(settings: Settings, events_file: str | None) -> Iterator[dict[str
     return read_logs(root)
 
 
-def _file_events(path: str) -> Iterator[dict[str, Any]]:
-    from agents.producer import read_event_file
-    from streams.events import EventError, validate_event
+def _file_events(path: str, spec: ImportSpec | None) -> Iterator[dict[str, Any]]:
+    from agents.event_input import InputError, read_events
 
     rejected: Counter = Counter()
     try:
-        stream = sys.stdin.buffer if path == "-" else open(path, "rb")  # noqa: SIM115
-    except OSError as exc:
-        raise TrainerError(f"--events {path}: {exc.strerror}") from None
-    with stream:
-        for raw in read_event_file(stream, rejected):
-            try:
-                yield validate_event(raw)  # canonical ts (ISO strings become seconds)
-            except EventError as exc:
-                rejected[exc.field or "event"] += 1
+        yield from read_events(path, rejected, spec)
+    except InputError as exc:
+        raise TrainerError(f"--events {exc}") from None
     if rejected:
         log.warning("--events %s: skipped %s", path, dict(rejected))
 
@@ -158,10 +154,15 @@ def _progress(info: dict[str, Any]) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
-def train_once(settings: Settings, events_file: str | None, params: TrainingParams) -> VersionInfo:
+def train_once(
+    settings: Settings,
+    events_file: str | None,
+    params: TrainingParams,
+    spec: ImportSpec | None = None,
+) -> VersionInfo:
     """One training run: read, train, publish. Raises :class:`TrainerError`."""
     started = time.monotonic()
-    events = list(read_input(settings, events_file))
+    events = list(read_input(settings, events_file, spec))
     source = events_file or str(settings.eventlog_path)
     if not events:
         raise TrainerError(f"no events yet in {source}: run the worker/demo first")
@@ -212,17 +213,24 @@ def _params(args: argparse.Namespace) -> TrainingParams:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from agents.event_input import InputError, import_spec
+
     settings = _settings(args)
     params = _params(args)
     try:
+        spec = import_spec(args)
+    except InputError as exc:
+        print(f"tastestream train: {exc}", file=sys.stderr)
+        return 2
+    try:
         if args.every is None:
-            train_once(settings, args.events, params)
+            train_once(settings, args.events, params, spec)
             return 0
         _out(f"training every {args.every:g}s; Ctrl-C to stop")
         while True:
             try:
                 if _has_new_events(settings, args.events):
-                    train_once(settings, args.events, params)
+                    train_once(settings, args.events, params, spec)
                 else:
                     _out("no new events since the current version; not training")
             except TrainerError as exc:  # the loop lives on: the log fills up later
@@ -312,11 +320,18 @@ def add_parsers(subparsers: Any) -> None:
     when = p.add_mutually_exclusive_group(required=True)
     when.add_argument("--once", action="store_true", help="train once and exit")
     when.add_argument("--every", type=parse_interval, help="train in a loop, e.g. 90s, 30m, 2h, 1d")
-    p.add_argument("--events", default=None, help="JSONL/msgpack events instead of the log")
+    p.add_argument(
+        "--events",
+        default=None,
+        help="JSONL/msgpack events (or a CSV log with --columns) instead of the log",
+    )
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--epochs", type=int, default=None, help="embedding epochs (default 5)")
+    p.add_argument("--epochs", type=int, default=None, help="embedding epochs (default 20)")
     p.add_argument("--dim", type=int, default=None, help="embedding dimension (default 64)")
     data_dir(p)
+    from agents.event_input import add_import_options
+
+    add_import_options(p, required=False)
     p.set_defaults(func=cmd_train)
 
     p = subparsers.add_parser("model", help="list model versions or roll back")

@@ -38,7 +38,7 @@ import dataclasses
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -48,6 +48,7 @@ from models.candidates.etsy_user import etsy_user
 from models.candidates.item_page import item_cooccurrence, item_embedding
 from models.candidates.merge import Filters, IdSet, PassThroughRanker, merge
 from models.candidates.popularity import popularity, top_category
+from models.candidates.recently_viewed import recently_viewed
 from models.candidates.thompson import thompson
 from models.candidates.tk_voting import tk_voting
 from models.candidates.trajectory_line import trajectory_line
@@ -190,6 +191,13 @@ def _user_vector(ctx: SurfaceContext) -> list[Candidate] | None:
     return user_vector(ctx.user_id, ctx.factorization, k=ctx.per_source, purchased=purchased)
 
 
+def _recently_viewed(ctx: SurfaceContext) -> list[Candidate] | None:
+    if ctx.trajectory is None:
+        return None
+    # A user's own items are few and cheap: never cut them below the list's length.
+    return recently_viewed(ctx.trajectory, now=ctx.now, k=max(ctx.per_source, ctx.k))
+
+
 def _cooccurrence(ctx: SurfaceContext) -> list[Candidate] | None:
     if ctx.trajectory is None or ctx.neighbours is None:
         return None
@@ -262,6 +270,7 @@ SOURCES: dict[str, SourceSpec] = {
     "thompson": SourceSpec(_thompson),
     "user_vector": SourceSpec(_user_vector),
     "cooccurrence": SourceSpec(_cooccurrence),
+    "recently_viewed": SourceSpec(_recently_viewed),
     "item_embedding": SourceSpec(_item_embedding),
     "item_cooccurrence": SourceSpec(_item_cooccurrence),
     "cart_embedding": SourceSpec(_cart_embedding),
@@ -456,3 +465,101 @@ def generate(
         present = {c.item_id for c in chosen}
         chosen.extend(c for c in fill if c.item_id not in present)
     return ctx.ranker.rank(ctx.user_id, chosen)[: ctx.k]
+
+
+class CatalogueView(Protocol):
+    """What :func:`build_context` reads of the catalogue (an :class:`ItemCatalogue`)."""
+
+    seller_online: Mapping[str, bool]
+
+    def available(self, item_id: str) -> bool: ...
+
+    def category(self, item_id: str) -> str | None: ...
+
+    def seller(self, item_id: str) -> str | None: ...
+
+    def items_of_seller(self, seller: str, limit: int = ...) -> list[str]: ...
+
+
+def build_context(
+    user_id: str,
+    *,
+    now: float,
+    trajectory: Trajectory | None,
+    bandit: Bandit | None,
+    neighbours: NeighbourLookup | None,
+    popularity: PopularityCounts | None,
+    catalogue: CatalogueView | None,
+    model: TrainedModel | None,
+    item_id: str | None = None,
+    k: int = 20,
+    per_source: int = 50,
+    exclude: IdSet = frozenset(),
+    seed: int | None = None,
+) -> SurfaceContext:
+    """The one way a request's :class:`SurfaceContext` is made from streaming state.
+
+    The worker (per request) and the offline evaluation (per test user) both
+    call it, so an evaluated list is built exactly as a served one.
+
+    Parameters
+    ----------
+    user_id
+        Who asks.
+    now
+        Read time of every decayed count and of the bandit.
+    trajectory, bandit
+        The user's state (``None`` for a user never seen).
+    neighbours
+        Token ``(item_id, type)`` -> its co-occurrence neighbours, or ``None``.
+    popularity
+        Trending counts.
+    catalogue
+        The item catalogue: availability and offline sellers become filters,
+        categories and sellers the look-ups of the sources.
+    model
+        The live model (``index``, ``factorization``), or ``None``.
+    item_id
+        The item of an item or cart page.
+    k, per_source
+        Items returned, candidates per source.
+    exclude
+        Items the caller does not want.
+    seed
+        Seed of Thompson sampling (``None``: fresh randomness per request).
+
+    Examples
+    --------
+    >>> from models.catalogue import ItemCatalogue
+    >>> cat = ItemCatalogue()
+    >>> cat.update({"item_id": "a", "item": {"category": "hats", "available": False}})
+    >>> ctx = build_context("u", now=0.0, trajectory=None, bandit=None, neighbours=None,
+    ...                     popularity=None, catalogue=cat, model=None, seed=1)
+    >>> ctx.category_of("a"), Filters(unavailable=ctx.unavailable).why_removed("a")
+    ('hats', 'unavailable')
+    """
+    context: dict[str, Any] = {}
+    if catalogue is not None:
+        online = catalogue.seller_online
+        context = {
+            "unavailable": lambda item: not catalogue.available(item),
+            "offline_sellers": lambda seller: online.get(seller, True) is False,
+            "category_of": catalogue.category,
+            "seller_of": catalogue.seller,
+            "seller_items": catalogue.items_of_seller,
+        }
+    return SurfaceContext(
+        user_id,
+        now=now,
+        trajectory=trajectory,
+        bandit=bandit,
+        neighbours=neighbours,
+        popularity=popularity,
+        model=model,
+        item_id=item_id,
+        k=k,
+        per_source=per_source,
+        exclude=exclude,
+        rng=np.random.default_rng(seed),
+        **context,
+    )

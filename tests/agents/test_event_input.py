@@ -35,7 +35,8 @@ def test_import_reads_a_gzipped_headerless_file_by_position(tmp_path):
     out = tmp_path / "events.jsonl"
     result = run_cli(
         ["import", str(path), "--no-header",
-         "--columns", "user_id=0,item_id=1,category=2,type=3,ts=4", "--types", "pv=click,cart=cart", "--out", str(out)],
+         "--columns", "user_id=0,item_id=1,category=2,type=3,ts=4",
+         "--types", "pv=click,cart=cart", "--out", str(out)],
         tmp_path,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr.decode()[-2000:]

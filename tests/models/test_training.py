@@ -51,9 +51,11 @@ def test_data_range_and_metrics(events, trained):
     assert trained.data_range["events"] == len(events)
     assert trained.data_range["first_ts"] == events[0]["ts"]
     assert trained.data_range["last_ts"] == events[-1]["ts"]
-    assert set(trained.index.types()) >= {"click", "cart"}
+    assert set(trained.index.types()) >= {"click", "cart", "item"}
     assert np.isfinite(trained.metrics["embedding_loss"])
-    assert trained.metrics["vocab"] == len(trained.embedding.vocab) == len(trained.index)
+    items = {token[0] for token in trained.embedding.vocab}
+    assert trained.metrics["vocab"] == len(trained.embedding.vocab)
+    assert len(trained.index) == len(trained.embedding.vocab) + len(items)  # + one per item
 
 
 def test_click_to_cart_finds_complements_click_to_click_finds_substitutes(simulator, trained):
@@ -82,5 +84,5 @@ def test_too_few_events_is_a_clear_error(events):
     with pytest.raises(NotEnoughData, match="3 events; at least 100"):
         train_version(events[:3], small_params())
     lonely = [dict(e, user_id=f"x{n}", session_id=f"s{n}") for n, e in enumerate(events[:200])]
-    with pytest.raises(NotEnoughData, match="no session"):
+    with pytest.raises(NotEnoughData, match=r"no user sequence with 2\+ interactions"):
         train_version(lonely, small_params())

@@ -1,0 +1,319 @@
+"""The served rows: each computed by the component's own code, on the state the worker keeps.
+
+:class:`ServedSystem` is what a deployment would hold at the cut, built the
+way the deployment builds it:
+
+* the model version exactly as ``tastestream train`` publishes it
+  (:func:`models.training.train_version`, written by
+  :func:`models.model_version.write_version` and read back by
+  :func:`models.model_version.load_version`, HNSW indexes included);
+* the streaming state folded over the training events by the functions the
+  agents call (:func:`fold_state`: trajectories, bandits, the co-occurrence
+  sketches with their decay and capacity, popularity, the catalogue), read at
+  the cut.
+
+Its rows: ``similar`` (:func:`models.candidates.similar.similar_items`, the
+``/items/{id}/similar`` answer with its fallbacks), its parts alone (the
+model's index, the co-occurrence sketch, trending), and ``home``
+(:func:`models.surfaces.generate` on the context of
+:func:`models.surfaces.build_context`, as the worker builds it).
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from models.bandit import UserBandit
+from models.candidates.similar import similar_items
+from models.catalogue import ItemCatalogue
+from models.cooccurrence import TokenNeighbours, build_neighbours
+from models.evaluation.metrics import Task
+from models.evaluation.rows import Row
+from models.evaluation.split import EvalData, Event
+from models.model_version import LoadedModel, load_version, write_version
+from models.popularity import Popularity
+from models.sessions import Token
+from models.surfaces import Surface, build_context, generate, load_surfaces
+from models.training import TrainingParams, train_version
+from models.trajectory import UserTrajectory
+
+ITEM_TASKS = frozenset({"item-to-item", "click-to-cart", "cart-to-cart"})
+
+
+@dataclass(frozen=True)
+class StateConfig:
+    """The worker's state settings (defaults are ``agents.settings.Settings``')."""
+
+    half_life: float = 7 * 86400.0
+    session_gap_seconds: float = 1800.0
+    cooccurrence_window: int = 20
+    cooccurrence_capacity: int = 200
+    impression_window_seconds: float = 1800.0
+    popularity_half_life: float = 86400.0
+    per_source: int = 50
+
+
+@dataclass
+class UserState:
+    """One user's state: what ``StreamState.user(user_id)`` returns."""
+
+    trajectory: UserTrajectory
+    bandit: UserBandit
+
+
+class FoldedState:
+    """The worker's state after a stream of events, in memory.
+
+    A stand-in with the interface of ``models.stream_state.StreamState``
+    (``user``, ``neighbours``, ``popularity``, ``catalogue``) until that lands:
+    :func:`fold_state` is the one place to swap.
+    """
+
+    def __init__(
+        self,
+        users: dict[str, UserState],
+        neighbours: dict[Token, TokenNeighbours],
+        popularity: Popularity,
+        catalogue: ItemCatalogue,
+    ) -> None:
+        self._users = users
+        self._neighbours = neighbours
+        self.popularity = popularity
+        self.catalogue = catalogue
+
+    def user(self, user_id: str) -> UserState | None:
+        return self._users.get(user_id)
+
+    def neighbours(self, token: Token) -> TokenNeighbours | None:
+        return self._neighbours.get(token)
+
+
+def fold_state(events: Iterable[Event], config: StateConfig = StateConfig()) -> FoldedState:
+    """Fold events (in time order, impressions included) as the state agents do.
+
+    Each user's trajectory and bandit take that user's events in order; the
+    co-occurrence pairs come from each user's session window
+    (:func:`models.cooccurrence.build_neighbours`, the agents' rule); popularity
+    and the catalogue see every event.
+    """
+    events = list(events)
+    by_user: dict[str, list[Event]] = {}
+    for event in events:
+        by_user.setdefault(event["user_id"], []).append(event)
+    users = {}
+    for user, mine in by_user.items():
+        trajectory = UserTrajectory(half_life=config.half_life)
+        trajectory.update_many(mine)
+        bandit = UserBandit(half_life=config.half_life, window=config.impression_window_seconds)
+        bandit.update_many(mine)
+        users[user] = UserState(trajectory, bandit)
+    neighbours = build_neighbours(
+        events,
+        capacity=config.cooccurrence_capacity,
+        half_life=config.half_life,
+        size=config.cooccurrence_window,
+        gap_seconds=config.session_gap_seconds,
+    )
+    popularity = Popularity(half_life=config.popularity_half_life)
+    popularity.update_many(events)
+    catalogue = ItemCatalogue()
+    catalogue.update_many(events)
+    return FoldedState(users, neighbours, popularity, catalogue)
+
+
+def publish_and_load(events: Sequence[Event], params: TrainingParams) -> LoadedModel:
+    """Train a version, write it as ``train`` publishes it, and load it as a worker does."""
+    trained = train_version(events, params)
+    with tempfile.TemporaryDirectory(prefix="tastestream-eval-") as root:
+        info = write_version(root, trained, {"source": "evaluation"})
+        return load_version(info.path, verify=True, expected_checksum=info.checksum)
+
+
+class ServedSystem:
+    """A deployment's model and state at the cut, shared by the served rows (built once)."""
+
+    def __init__(
+        self,
+        params: TrainingParams | None = None,
+        state: StateConfig = StateConfig(),
+        surfaces: Mapping[str, Surface] | None = None,
+        seed: int = 0,
+    ) -> None:
+        self.params = params or TrainingParams(seed=seed)
+        self.state_config = state
+        self.surfaces = surfaces or load_surfaces()
+        self.seed = seed
+        self.data: EvalData | None = None
+        self.model: LoadedModel | None = None
+        self.state: FoldedState | None = None
+        self.train_seconds = 0.0
+        self.fold_seconds = 0.0
+
+    def fit(self, data: EvalData) -> None:
+        if self.data is data:
+            return
+        self.data = data
+        started = time.perf_counter()
+        self.model = publish_and_load(data.raw_train, self.params)
+        self.train_seconds = time.perf_counter() - started
+        started = time.perf_counter()
+        self.state = fold_state(data.raw_train, self.state_config)
+        self.fold_seconds = time.perf_counter() - started
+
+    def similar(
+        self,
+        seed: Token,
+        task: Task,
+        k: int,
+        *,
+        model: bool = True,
+        cooccurrence: bool = True,
+        fallbacks: bool = True,
+    ) -> list[str]:
+        """``similar_items`` for a seed token, with chosen parts of the chain switched on."""
+        assert self.state is not None and self.data is not None, "fit first"
+        catalogue = self.state.catalogue
+        answer = similar_items(
+            seed[0],
+            seed[1],
+            task.target_type,
+            k=k,
+            now=self.data.cut,
+            model=self.model if model else None,
+            neighbours=self.state.neighbours if cooccurrence else None,
+            popularity=self.state.popularity if fallbacks else None,
+            category_of=catalogue.category if fallbacks else None,
+            seller_of=catalogue.seller if fallbacks else None,
+            seller_items=catalogue.items_of_seller if fallbacks else None,
+        )
+        return [c.item_id for c in answer.items]
+
+    def trending(self, k: int) -> list[str]:
+        assert self.state is not None and self.data is not None, "fit first"
+        return [item for item, _ in self.state.popularity.top(k, self.data.cut)]
+
+    def home(self, user_id: str, k: int, surface: str = "home") -> list[str]:
+        """The user's list as the worker builds it at the cut (fixed Thompson seed)."""
+        assert self.state is not None and self.data is not None, "fit first"
+        user = self.state.user(user_id)
+        ctx = build_context(
+            user_id,
+            now=self.data.cut,
+            trajectory=user.trajectory if user is not None else None,
+            bandit=user.bandit if user is not None else None,
+            neighbours=self.state.neighbours,
+            popularity=self.state.popularity,
+            catalogue=self.state.catalogue,
+            model=self.model,
+            k=k,
+            per_source=self.state_config.per_source,
+            seed=self.seed,
+        )
+        return [c.item_id for c in generate(self.surfaces[surface], ctx)]
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "training": asdict(self.params),
+            "state": asdict(self.state_config),
+            "model_seconds": round(self.train_seconds, 2),
+            "fold_seconds": round(self.fold_seconds, 2),
+        }
+
+
+class _ServedRow(Row):
+    group = "served"
+
+    def __init__(self, system: ServedSystem) -> None:
+        super().__init__()
+        self.system = system
+
+    def fit(self, data: EvalData) -> None:
+        self.system.fit(data)
+
+    def describe(self) -> dict[str, object]:
+        return self.system.describe()
+
+
+class ServedSimilar(_ServedRow):
+    """``/items/{id}/similar``: model, then co-occurrence, category/seller, trending."""
+
+    name = "similar (served: model + fallbacks)"
+    tasks = ITEM_TASKS
+
+    def similar(self, seed: Token, task: Task, k: int) -> Sequence[str]:
+        return self.system.similar(seed, task, k)
+
+    def cold(self, task: Task, k: int) -> Sequence[str]:
+        # With no item to ask about, what the page shows is what is trending.
+        return self.system.trending(k)
+
+    def item_vectors(self) -> Mapping[str, np.ndarray] | None:
+        model = self.system.model
+        if model is None:
+            return None
+        items, vectors = model.embedding.item_vectors()
+        return dict(zip(items, vectors, strict=True))
+
+
+class ServedModelIndex(_ServedRow):
+    """The published model's HNSW index alone (no fallbacks)."""
+
+    name = "model index (served)"
+    tasks = ITEM_TASKS
+
+    def similar(self, seed: Token, task: Task, k: int) -> Sequence[str]:
+        return self.system.similar(seed, task, k, cooccurrence=False, fallbacks=False)
+
+
+class ServedCooccurrence(_ServedRow):
+    """The streaming co-occurrence sketches alone (``TokenNeighbours``, decayed, bounded)."""
+
+    name = "co-occurrence sketch (served)"
+    tasks = ITEM_TASKS
+
+    def similar(self, seed: Token, task: Task, k: int) -> Sequence[str]:
+        return self.system.similar(seed, task, k, model=False, fallbacks=False)
+
+
+class ServedTrending(_ServedRow):
+    """The worker's trending list (``Popularity``, decayed, type-weighted)."""
+
+    name = "trending (served)"
+    tasks = ITEM_TASKS
+    home_lists = True
+
+    def similar(self, seed: Token, task: Task, k: int) -> Sequence[str]:
+        return self.system.trending(k)
+
+    def cold(self, task: Task, k: int) -> Sequence[str]:
+        return self.system.trending(k)
+
+    def home(self, user_id: str, k: int) -> Sequence[str]:
+        return self.system.trending(k)
+
+
+class ServedHome(_ServedRow):
+    """The ``home`` surface: every source, merge, filters, as the worker builds it."""
+
+    name = "home (served)"
+    home_lists = True
+
+    def home(self, user_id: str, k: int) -> Sequence[str]:
+        return self.system.home(user_id, k)
+
+
+def served_rows(system: ServedSystem) -> list[Row]:
+    """Every served row over one shared system, in report order."""
+    return [
+        ServedSimilar(system),
+        ServedModelIndex(system),
+        ServedCooccurrence(system),
+        ServedTrending(system),
+        ServedHome(system),
+    ]
