@@ -155,6 +155,20 @@ class ServedSystem:
         self.train_seconds = 0.0
         self.fold_seconds = 0.0
 
+    @classmethod
+    def from_parts(
+        cls,
+        model: LoadedModel | None,
+        state: FoldedState,
+        *,
+        config: StateConfig = StateConfig(),
+        seed: int = 0,
+    ) -> ServedSystem:
+        """A system around a model and a state already built (e.g. what a worker loaded)."""
+        system = cls(state=config, seed=seed)
+        system.model, system.state = model, state
+        return system
+
     def fit(self, data: EvalData) -> None:
         if self.data is data:
             return
@@ -198,13 +212,24 @@ class ServedSystem:
         assert self.state is not None and self.data is not None, "fit first"
         return [item for item, _ in self.state.popularity.top(k, self.data.cut)]
 
-    def home(self, user_id: str, k: int, surface: str = "home") -> list[str]:
-        """The user's list as the worker builds it at the cut (fixed Thompson seed)."""
-        assert self.state is not None and self.data is not None, "fit first"
+    def home(
+        self, user_id: str, k: int, surface: str = "home", now: float | None = None
+    ) -> list[str]:
+        """The user's list as the worker builds it at ``now`` (default: the cut; fixed seed)."""
+        return [c.item_id for c in self.recommend(user_id, k, surface, now)]
+
+    def recommend(
+        self, user_id: str, k: int, surface: str = "home", now: float | None = None
+    ) -> list[Any]:
+        """The surface's candidates for the user, built as the worker builds them."""
+        assert self.state is not None, "fit first"
+        if now is None:
+            assert self.data is not None, "fit first, or give now"
+            now = self.data.cut
         user = self.state.user(user_id)
         ctx = build_context(
             user_id,
-            now=self.data.cut,
+            now=now,
             trajectory=user.trajectory if user is not None else None,
             bandit=user.bandit if user is not None else None,
             neighbours=self.state.neighbours,
@@ -215,7 +240,7 @@ class ServedSystem:
             per_source=self.state_config.per_source,
             seed=self.seed,
         )
-        return [c.item_id for c in generate(self.surfaces[surface], ctx)]
+        return generate(self.surfaces[surface], ctx)
 
     def describe(self) -> dict[str, Any]:
         return {
