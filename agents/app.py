@@ -2,165 +2,86 @@
 
 There is no module-level app: building it reads settings, and Faust's
 autodiscovery imports every module, so import stays free of I/O. The CLI (and
-the tests) call ``create_app(settings)``, which wires the agents, tables and
-web views of every domain module.
+the tests) call ``create_app(settings)``, which builds the domain services
+(state, ingest, co-occurrence, models, recommendations, Redis), hands each
+what it needs, and registers their agents, timers and web routes.
+
+Offsets are committed only through :meth:`StateService.checkpoint
+<agents.state.StateService.checkpoint>`: the consumer's commit (periodic, at
+shutdown, after an agent error) first makes every effect durable.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import socket
-import weakref
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import faust
-import msgpack
-from faust.serializers import codecs
-from faust.streams import _current_event
 from faust.transport.drivers import aiokafka as faust_aiokafka
-from faust.types import TP, EventT
+from faust.types import TP
 
 from agents.metrics import Metrics
 from agents.offsets import true_end_offsets
 from agents.settings import Settings
-from streams.topics import partition_for
 
 
-class MsgpackCodec(codecs.Codec):
-    """Compact binary table values (Faust's default JSON is larger and slower)."""
+class CheckpointedConsumer(faust_aiokafka.Consumer):
+    """Faust's consumer with two changes.
 
-    def _dumps(self, obj: Any) -> bytes:
-        return msgpack.packb(obj, use_bin_type=True)
-
-    def _loads(self, s: bytes) -> Any:
-        return msgpack.unpackb(s, raw=False, strict_map_key=False)
-
-
-class Utf8KeyCodec(codecs.Codec):
-    """Table keys as plain UTF-8, so murmur2 of the key is what producers compute.
-
-    Faust's default for ``str`` keys is JSON (``"u1"`` with quotes): a producer
-    keying by the raw user id would then land on another partition than the
-    table's, and table routing would ask the wrong worker.
+    * ``commit`` runs inside the state's checkpoint: the offsets it commits
+      are of messages whose effects were made durable first.
+    * High watermarks come from fetch responses (:mod:`agents.offsets`): the
+      embedded broker answers ListOffsets wrongly.
     """
 
-    def _dumps(self, obj: Any) -> bytes:
-        return obj.encode() if isinstance(obj, str) else bytes(obj)
+    async def commit(self, topics: Any = None, start_new_transaction: bool = True) -> bool:
+        services: Services | None = getattr(self.app, "services", None)
+        parent = super().commit
+        if services is None:  # pragma: no cover - only before create_app finished
+            return await parent(topics, start_new_transaction)
+        return await services.state.checkpoint(lambda: parent(topics, start_new_transaction))
 
-    def _loads(self, s: bytes) -> Any:
-        return s.decode()
-
-
-#: Largest batched changelog record: well under Kafka's default 1 MiB message limit.
-MAX_RECORD_BYTES = 512 * 1024
-
-TABLE_CODEC = "tastestream-msgpack"
-KEY_CODEC = "tastestream-utf8"
-codecs.register(TABLE_CODEC, MsgpackCodec())
-codecs.register(KEY_CODEC, Utf8KeyCodec())
-
-
-@dataclass(slots=True)
-class _ChangelogMessage:
-    key: bytes
-    value: bytes
-    partition: int
-    offset: int
-    tp: TP
+    async def highwaters(self, *partitions: TP) -> Mapping[TP, int]:
+        bootstrap = ",".join(
+            f"{url.host}:{url.port or 9092}" for url in self.app.conf.broker_consumer
+        )
+        ends = await asyncio.to_thread(
+            true_end_offsets, bootstrap, [(tp.topic, tp.partition) for tp in partitions]
+        )
+        return {tp: ends[(tp.topic, tp.partition)] for tp in partitions}
 
 
-@dataclass(slots=True)
-class _ChangelogEvent:
-    key: str
-    value: Any
-    message: _ChangelogMessage
+class CheckpointedTransport(faust_aiokafka.Transport):
+    Consumer = CheckpointedConsumer
 
 
-class UserTable(faust.Table):
-    """A table keyed by user id (or token) with msgpack values and batched changelog records.
+@dataclass
+class Services:
+    """The worker's domain services, built once by :func:`create_app`."""
 
-    Faust sends one changelog record per key written: measured here, that was
-    one record per event and about 90% of a worker's CPU. Our agents write
-    each key once per batch, so the table buffers the writes and
-    :meth:`flush_changelog` sends **one record per partition per batch**, a
-    msgpack map ``{key: value}`` under the key ``batch:<partition>``; recovery
-    expands it back into per-key writes. Such records cannot be compacted by
-    key, so the changelog topic is created with ``cleanup.policy=delete`` and
-    unlimited retention (on Apache Kafka: plan for snapshots if it grows too long).
+    settings: Settings
+    metrics: Metrics
+    state: Any  # agents.state.StateService
+    ingest: Any  # agents.ingest.Ingest
+    cooccurrence: Any  # agents.cooccurrence.Cooccurrence
+    models: Any  # agents.serving.ModelServer
+    recommender: Any  # agents.recommend.Recommender
+    redis: Any  # agents.redis_client.RedisClient
+    broker: Any  # agents.broker.BrokerWatch
 
-    The serializers must be right before Faust builds the changelog topic and
-    the store (both read them once), so they come from the class.
-    """
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        kwargs.setdefault("extra_topic_configs", {"cleanup.policy": "delete", "retention.ms": "-1"})
-        super().__init__(*args, **kwargs)
-        self._changelog_compacting = False
-        self._changelog_deleting = False
-        self.pending: dict[int, dict[str, Any]] = {}
-        self.owners: dict[str, int] = {}
+class TastestreamApp(faust.App):
+    """A Faust app whose offsets are committed after the state they stand for."""
 
-    def _serializer_from_type(self, typ: Any) -> str:
-        return KEY_CODEC if typ is str else TABLE_CODEC
+    settings: Settings
+    worker_id: str
+    services: Services
 
-    def on_key_set(self, key: Any, value: Any) -> None:
-        partition = self.owners.get(key)
-        if partition is None:
-            if len(self.owners) > 1_000_000:
-                self.owners.clear()
-            partition = self.owners[key] = partition_for(key, self.partitions)
-        self.pending.setdefault(partition, {})[key] = value
-        self._sensor_on_set(self, key, value)
-
-    def on_key_del(self, key: Any) -> None:  # pragma: no cover - nothing deletes keys
-        raise NotImplementedError("user tables never delete keys")
-
-    def flush_changelog(self) -> int:
-        """Send the buffered writes, one record per partition (split below MAX_RECORD_BYTES).
-
-        Values are encoded once, here, into a msgpack map built by hand; the
-        topic's codec reads it back as a plain map. Returns the records sent.
-        """
-        pending, self.pending = self.pending, {}
-        packer = msgpack.Packer(use_bin_type=True)
-        sent = 0
-        for partition, values in pending.items():
-            parts: list[bytes] = []
-            size = 0
-            for key, value in values.items():
-                part = packer.pack(key) + packer.pack(value)
-                if parts and size + len(part) > MAX_RECORD_BYTES:
-                    self._send_map(partition, packer, parts)
-                    sent += 1
-                    parts, size = [], 0
-                parts.append(part)
-                size += len(part)
-            self._send_map(partition, packer, parts)
-            sent += 1
-        return sent
-
-    def _send_map(self, partition: int, packer: msgpack.Packer, parts: list[bytes]) -> None:
-        data = packer.pack_map_header(len(parts)) + b"".join(parts)
-        self.send_changelog(partition, f"batch:{partition}", data, value_serializer="raw")
-
-    def apply_changelog_batch(self, batch: Any) -> None:
-        """Recovery: expand each batched record into the per-key writes it stands for."""
-        expanded = []
-        for event in batch:
-            msg = event.message
-            values = event.value
-            if not isinstance(values, dict):
-                continue
-            for key, value in values.items():
-                raw = _ChangelogMessage(
-                    key.encode(), msgpack.packb(value, use_bin_type=True),
-                    msg.partition, msg.offset, msg.tp,
-                )  # fmt: skip
-                expanded.append(_ChangelogEvent(key, value, raw))
-        self.data.apply_changelog_batch(expanded, to_key=self._to_key, to_value=self._to_value)
+    def _new_transport(self) -> CheckpointedTransport:
+        return CheckpointedTransport(self.conf.broker_consumer, self)
 
 
 def bytes_topic(app: faust.App, name: str, partitions: int, internal: bool = False) -> Any:
@@ -176,122 +97,83 @@ def bytes_topic(app: faust.App, name: str, partitions: int, internal: bool = Fal
     )
 
 
-@contextlib.contextmanager
-def source_event(event: EventT | None) -> Iterator[None]:
-    """Make ``event`` Faust's current event while a table is written.
-
-    Agents write tables once per key per batch, after the batch's messages
-    were taken; Faust's RocksDB store files each write under the current
-    event's partition. The event given is a message of the key's own
-    partition (the key arrived on it), so the write lands where it belongs.
-    """
-    if event is None:
-        yield
-        return
-    token = _current_event.set(weakref.ref(event))
-    try:
-        yield
-    finally:
-        _current_event.reset(token)
-
-
-def user_table(app: faust.App, name: str, partitions: int) -> UserTable:
-    """A user-keyed table with a changelog, registered with the app."""
-    # use_partitioner: writes are batched outside any one message's context, and
-    # the changelog partition is murmur2 of the UTF-8 key, as for the source topic.
-    table = UserTable(
-        app,
-        name=name,
-        default=None,
-        key_type=str,
-        partitions=partitions,
-        use_partitioner=True,
-        beacon=app.tables.beacon,
-    )
-    app.tastestream_tables.append(table)
-    return app.tables.add(table)
-
-
-def flush_changelogs(app: faust.App) -> None:
-    """Send every user table's buffered changelog records (end of an agent's batch)."""
-    for table in app.tastestream_tables:
-        table.flush_changelog()
-
-
-class FetchedEndOffsetsConsumer(faust_aiokafka.Consumer):
-    """Faust's consumer, with end offsets read from fetch responses.
-
-    Table recovery reads each changelog up to these offsets; see
-    :mod:`agents.offsets` for why ListOffsets cannot be trusted on Tansu.
-    """
-
-    async def highwaters(self, *partitions: TP) -> Mapping[TP, int]:
-        bootstrap = ",".join(
-            f"{url.host}:{url.port or 9092}" for url in self.app.conf.broker_consumer
-        )
-        ends = await asyncio.to_thread(
-            true_end_offsets, bootstrap, [(tp.topic, tp.partition) for tp in partitions]
-        )
-        return {tp: ends[(tp.topic, tp.partition)] for tp in partitions}
-
-
-class FetchedEndOffsetsTransport(faust_aiokafka.Transport):
-    Consumer = FetchedEndOffsetsConsumer
-
-
-class TastestreamApp(faust.App):
-    """A Faust app whose consumer restores tables completely on any Kafka."""
-
-    settings: Settings
-
-    def _new_transport(self) -> FetchedEndOffsetsTransport:
-        return FetchedEndOffsetsTransport(self.conf.broker_consumer, self)
-
-
 def create_app(settings: Settings) -> TastestreamApp:
-    """The configured app with every agent, table and view registered."""
+    """The configured app with every service, agent, timer and view registered."""
     if not settings.kafka_url:
         raise ValueError("create_app needs settings.kafka_url (start the stack first)")
+    from agents import cooccurrence, ingest, recommend, serving, state, ui, views
+    from agents.broker import BrokerWatch
+    from agents.redis_client import RedisClient
+    from streams.codecs import MAX_BATCH_BYTES as MAX_MESSAGE_BYTES
+
     worker_id = settings.worker_id or f"{socket.gethostname()}-{settings.web_port}"
     faust_dir = settings.data_path / "faust" / worker_id
     faust_dir.mkdir(parents=True, exist_ok=True)
     app = TastestreamApp(
         settings.topic_prefix,
         broker=settings.kafka_url,
-        store=settings.table_store,
         autodiscover=False,
         topic_partitions=settings.partitions,
         topic_replication_factor=settings.replication_factor,
         producer_linger=settings.producer_linger_seconds,
+        # Forwarded batches and changelog groups may be as large as an input message.
+        producer_max_request_size=MAX_MESSAGE_BYTES + 64 * 1024,
+        consumer_max_fetch_size=max(MAX_MESSAGE_BYTES + 64 * 1024, 4 * 1024 * 1024),
         broker_session_timeout=settings.session_timeout_seconds,
         broker_heartbeat_interval=max(settings.session_timeout_seconds / 4, 0.5),
+        broker_commit_interval=settings.commit_interval_seconds,
+        broker_commit_every=1_000_000,
         web_bind=settings.web_bind or settings.web_host,
         web_port=settings.web_port,
+        web_application_options={"client_max_size": MAX_MESSAGE_BYTES + 1024},
         canonical_url=f"http://{settings.web_host}:{settings.web_port}",
         datadir=str(faust_dir),
-        table_standby_replicas=0,
+        # Faust keeps its own assignor (co-partitioned topics, and the host of
+        # every partition for request routing) only with tables or standbys;
+        # we keep no Faust tables, and standbys of no tables cost nothing.
+        table_standby_replicas=1,
         stream_wait_empty=False,
         consumer_auto_offset_reset="earliest",
     )
     app.settings = settings
     app.worker_id = worker_id
-    app.metrics = Metrics()
-    app.tastestream_tables = []
+    metrics = Metrics()
 
-    # Domain modules register what they own; imported here, not at module
-    # import, so building one app never drags in another's side effects.
-    from agents import ingest, recommend, serving, state, ui, views
+    async def send(topic: str, key: bytes | None, value: bytes, partition: int) -> Any:
+        return await app.producer.send(topic, key, value, partition, None, None)
 
-    ingest.register(app)
-    state.register(app)
-    serving.register(app)
-    views.register(app)
-    recommend.register(app)
-    ui.register(app)
+    state_service = state.StateService(settings, send, metrics)
+    redis = RedisClient(settings.redis_url, metrics)
+    models = serving.ModelServer(settings, metrics)
+    ingest_service = ingest.Ingest(settings, worker_id, state_service, metrics)
+    cooccurrence_service = cooccurrence.Cooccurrence(settings, state_service, metrics)
+    recommender = recommend.Recommender(settings, state_service, models, redis, metrics)
+    app.services = Services(
+        settings=settings,
+        metrics=metrics,
+        state=state_service,
+        ingest=ingest_service,
+        cooccurrence=cooccurrence_service,
+        models=models,
+        recommender=recommender,
+        redis=redis,
+        broker=BrokerWatch(settings, metrics),
+    )
+    events_topic = bytes_topic(app, settings.topics.events.name, settings.partitions)
+    pairs_topic = bytes_topic(
+        app, settings.topics.cooccurrence_pairs.name, settings.partitions, internal=True
+    )
+    state.register(app, state_service, {events_topic.get_topic_name(): "users",
+                                        pairs_topic.get_topic_name(): "tokens"})  # fmt: skip
+    ingest.register(app, ingest_service, events_topic)
+    cooccurrence.register(app, cooccurrence_service, pairs_topic)
+    serving.register(app, models)
+    recommend.register(app, recommender, events_topic, pairs_topic)
+    views.register(app, app.services, events_topic, pairs_topic)
 
-    @app.timer(interval=1.0)
-    async def flush_table_changelogs() -> None:
-        # Agents flush after each batch; this catches writes made elsewhere.
-        flush_changelogs(app)
+    @app.task
+    async def watch_broker() -> None:
+        await app.services.broker.run(lambda: app.should_stop)
 
+    ui.register(app, events_topic)
     return app

@@ -1,18 +1,24 @@
-"""Ingest: decode, validate, dedupe, keep per-user history, append to the event log.
+"""Ingest: one user-keyed agent decodes, validates, dedupes and folds every event in one pass.
 
-The agent reads ``<prefix>.events`` in batches of messages (Faust's
-per-message cost is the limit, so everything below works per batch):
+The agent reads ``<prefix>.events`` in batches of messages (Faust's cost is
+per message, so everything below works per batch, under the state's lock):
 
-1. each message is decoded (one event, or an array of events) and every event
-   validated; undecodable messages and invalid events go to the dead-letter
-   topic with the reason, the original bytes and the source offset;
-2. an event on a partition that does not own its user (a producer batched
-   several users' events under one key) is forwarded to the right partition;
-3. events are grouped by user and appended to the user's history once per
-   batch; event ids already seen are dropped (at-least-once redelivery);
-4. the new events are appended to the durable event log.
+1. each message is decoded and every event validated on its own: an
+   undecodable message, or one invalid event in a batch, goes to the
+   dead-letter topic with the reason and the original bytes, and costs nothing
+   else;
+2. an event whose user another partition owns (a producer batched several
+   users' events under one key) is forwarded to that partition;
+3. the others are folded into their users' states by
+   :func:`models.user_state.fold_message` (history, redelivery guard,
+   trajectory, session window, bandit: one value per user), which also yields
+   the co-occurrence pair records, sent to ``<prefix>.cooccurrence-pairs``
+   partitioned by token;
+4. the events applied are appended to the durable event log, and the
+   catalogue, popularity and the stale-list set are updated.
 
-A poison message costs one dead-letter record and nothing else.
+Nothing here commits an offset: the state's checkpoint does, after these
+effects are durable (:mod:`agents.state`).
 """
 
 from __future__ import annotations
@@ -20,14 +26,14 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
-from dataclasses import dataclass, field
 from typing import Any
 
+import msgpack
 from faust.types import EventT
 
-from agents.app import TastestreamApp, bytes_topic, source_event, user_table
-from agents.history import append_events, new_history
 from agents.metrics import Metrics
+from agents.state import StateService
+from models.user_state import PairRecord, fold_message
 from streams.codecs import DecodeError, decode_payload, dumps_json, encode_event, encode_events
 from streams.deadletter import dead_letter_record
 from streams.eventlog import EventLog
@@ -36,106 +42,87 @@ from streams.topics import partition_for
 
 log = logging.getLogger(__name__)
 
-
-@dataclass
-class Rejection:
-    reason: str
-    field: str | None
-    original: bytes | None
-    index: int | None
-    key: bytes | None
-
-
-@dataclass
-class DecodedBatch:
-    """What one batch of messages turned into, before any state is touched."""
-
-    by_user: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
-    #: user -> index of a message (of the user's own partition) their events came in
-    origin: dict[str, int] = field(default_factory=dict)
-    forwards: dict[int, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
-    rejections: list[tuple[Rejection, dict[str, Any]]] = field(default_factory=list)
-    items: int = 0
-
-
-def _reencode(raw: Any, encoding: str) -> bytes:
-    try:
-        return dumps_json(raw) if encoding == "json" else encode_event(raw)
-    except (TypeError, ValueError):
-        return repr(raw).encode()
-
-
+#: Pair records per internal message (~70 bytes each: far below the message limit).
+PAIRS_PER_MESSAGE = 5000
+#: Events per forwarded message.
+EVENTS_PER_MESSAGE = 1000
 #: Users whose owning partition is remembered (murmur2 in pure Python costs ~3 µs).
 OWNER_CACHE_SIZE = 1_000_000
 
+_packb = msgpack.Packer(use_bin_type=True).pack
 
-def decode_messages(
-    messages: list[tuple[bytes | None, bytes | None, dict[str, Any], int]],
-    partitions: int,
-    owners: dict[str, int] | None = None,
-) -> DecodedBatch:
-    """Decode and validate (key, value, source, partition) messages; pure, no I/O.
 
-    ``owners`` caches user -> owning partition across calls.
+def decode_message(
+    value: bytes | None,
+) -> tuple[list[dict[str, Any]], list[tuple[int | None, str | None, str, bytes | None]]]:
+    """One message's valid events and its rejections ``(index, field, reason, original)``.
+
+    Never raises: anything that goes wrong with one event rejects that event,
+    with the whole message only when the message itself cannot be read.
     """
-    owners = {} if owners is None else owners
-    if len(owners) > OWNER_CACHE_SIZE:
-        owners.clear()
-    out = DecodedBatch()
-    for position, (key, value, source, partition) in enumerate(messages):
+    try:
+        payload = decode_payload(value)
+    except DecodeError as exc:
+        return [], [(None, None, str(exc), value)]
+    except Exception as exc:  # RecursionError, TypeError, ... on hostile bytes
+        return [], [(None, None, f"undecodable message: {exc!r}"[:500], value)]
+    events: list[dict[str, Any]] = []
+    rejections: list[tuple[int | None, str | None, str, bytes | None]] = []
+    for index, raw in enumerate(payload.items):
         try:
-            payload = decode_payload(value)
-        except DecodeError as exc:
-            out.rejections.append((Rejection(str(exc), None, value, None, key), source))
-            continue
-        out.items += len(payload.items)
-        for index, raw in enumerate(payload.items):
-            try:
-                event = validate_event(raw)
-            except EventError as exc:
-                original = _reencode(raw, payload.encoding) if payload.is_batch else value
-                in_batch = index if payload.is_batch else None
-                out.rejections.append(
-                    (Rejection(str(exc), exc.field, original, in_batch, key), source)
-                )
-                continue
-            user = event["user_id"]
-            owner = owners.get(user)
-            if owner is None:
-                owner = owners[user] = partition_for(user, partitions)
-            if owner != partition:
-                out.forwards[owner].append(event)
-            else:
-                out.by_user.setdefault(user, []).append(event)
-                out.origin[user] = position
-    return out
+            events.append(validate_event(raw))
+        except EventError as exc:
+            rejections.append(
+                (_index(payload, index), exc.field, str(exc), _original(raw, payload, value))
+            )
+        except Exception as exc:
+            reason = f"invalid event: {exc!r}"[:500]
+            rejections.append(
+                (_index(payload, index), None, reason, _original(raw, payload, value))
+            )
+    return events, rejections
+
+
+def _index(payload: Any, index: int) -> int | None:
+    return index if payload.is_batch else None
+
+
+def _original(raw: Any, payload: Any, value: bytes | None) -> bytes | None:
+    if not payload.is_batch:
+        return value
+    try:
+        return dumps_json(raw) if payload.encoding == "json" else encode_event(raw)
+    except Exception:
+        return repr(raw).encode("utf-8", "backslashreplace")[:65536]
 
 
 class Ingest:
-    """The ingest domain of one app: topics, table, event log and metrics."""
+    """The ingest domain: decode, fold, log, forward, dead-letter (see the module docstring)."""
 
-    def __init__(self, app: TastestreamApp) -> None:
-        settings = app.settings
-        self.app = app
+    def __init__(
+        self, settings: Any, worker_id: str, state: StateService, metrics: Metrics
+    ) -> None:
         self.settings = settings
+        self.state = state
+        self.metrics = metrics
         topics = settings.topics
-        self.metrics: Metrics = app.metrics
-        self.events_topic = bytes_topic(app, topics.events.name, settings.partitions)
-        self.dead_letter_topic = bytes_topic(app, topics.dead_letter.name, 1)
-        self.history = user_table(app, "user-history", settings.partitions)
+        self.events_topic = topics.events.name
+        self.pairs_topic = topics.cooccurrence_pairs.name
+        self.dead_letter_topic = topics.dead_letter.name
+        self.eventlog_dir = settings.eventlog_path / worker_id
         self._eventlog: EventLog | None = None
-        self.last_offsets: dict[int, int] = {}
         self.owners: dict[str, int] = {}
+        self.last_offsets: dict[int, int] = {}
 
     @property
     def eventlog(self) -> EventLog:
         if self._eventlog is None:
-            directory = self.settings.eventlog_path / self.app.worker_id
+            settings = self.settings
             self._eventlog = EventLog(
-                directory,
-                segment_bytes=self.settings.log_segment_bytes,
-                fsync=self.settings.log_fsync,
-                fsync_seconds=self.settings.log_fsync_seconds,
+                self.eventlog_dir,
+                segment_bytes=settings.log_segment_bytes,
+                fsync=settings.log_fsync,
+                fsync_seconds=settings.log_fsync_seconds,
             )
         return self._eventlog
 
@@ -144,87 +131,130 @@ class Ingest:
             self._eventlog.close()
             self._eventlog = None
 
-    async def dead_letter(self, rejection: Rejection, source: dict[str, Any]) -> None:
-        record = dead_letter_record(
-            rejection.original,
-            rejection.reason,
-            source,
-            field=rejection.field,
-            index=rejection.index,
-        )
-        await self.dead_letter_topic.send(key=rejection.key, value=dumps_json(record))
-        self.metrics.inc(
-            "tastestream_events_rejected_total", labels={"field": rejection.field or "message"}
-        )
+    def owner(self, user_id: str) -> int:
+        owner = self.owners.get(user_id)
+        if owner is None:
+            if len(self.owners) > OWNER_CACHE_SIZE:
+                self.owners.clear()
+            owner = self.owners[user_id] = partition_for(user_id, self.settings.partitions)
+        return owner
 
-    async def dead_letter_batch(self, batch: list[EventT], reason: str) -> None:
-        for event in batch:
-            msg = event.message
-            source = {"topic": msg.topic, "partition": msg.partition, "offset": msg.offset}
-            await self.dead_letter(Rejection(reason, None, msg.value, None, msg.key), source)
+    async def dead_letter(
+        self,
+        original: bytes | None,
+        reason: str,
+        source: dict[str, Any],
+        field: str | None,
+        index: int | None,
+        key: bytes | None,
+    ) -> None:
+        record = dead_letter_record(original, reason, source, field=field, index=index)
+        await self.state.send(self.dead_letter_topic, key, dumps_json(record), 0)
+        self.metrics.inc("tastestream_events_rejected_total", labels={"field": field or "message"})
 
     async def process(self, batch: list[EventT]) -> None:
         """One batch of messages from the events topic."""
+        state = self.state
+        users = state.users
+        wanted = {event.message.partition for event in batch}
+        while True:
+            owned = await state.wait_owned(users, wanted)
+            async with state.lock:
+                # Re-check under the lock: a rebalance may have moved partitions meanwhile.
+                if not state.settled.is_set():
+                    continue
+                owned = wanted & state.assigned["users"]
+                if not all(users.is_ready(p) for p in owned):
+                    continue
+                await self._fold_batch(batch, owned)
+                return
+
+    async def _fold_batch(self, batch: list[EventT], owned: set[int]) -> None:
+        state = self.state
+        users = state.users
+        metrics = self.metrics
         now = time.time()
-        messages = []
+        forwards: dict[int, list[dict[str, Any]]] = defaultdict(list)
+        pairs: dict[int, list[PairRecord]] = defaultdict(list)
+        accepted_all: list[Any] = []
+        changed: dict[str, None] = {}
+        n_events = skipped = mine_total = 0
+        partitions = self.settings.partitions
         for event in batch:
             msg = event.message
-            source = {"topic": msg.topic, "partition": msg.partition, "offset": msg.offset}
-            messages.append((msg.key, msg.value, source, msg.partition))
-            self.last_offsets[msg.partition] = msg.offset
-            self.metrics.observe("tastestream_ingest_latency_seconds", max(now - msg.timestamp, 0))
-        decoded = decode_messages(messages, self.settings.partitions, self.owners)
-        self.metrics.inc("tastestream_messages_in_total", len(batch))
-        self.metrics.inc("tastestream_events_in_total", decoded.items)
-        for rejection, source in decoded.rejections:
-            await self.dead_letter(rejection, source)
-        for partition, events in decoded.forwards.items():
-            await self.events_topic.send(
-                key=events[0]["user_id"].encode(), value=encode_events(events), partition=partition
-            )
-            self.metrics.inc("tastestream_events_forwarded_total", len(events))
-        origins = {user: batch[i] for user, i in decoded.origin.items()}
-        accepted = self.apply(decoded.by_user, origins)
-        self.history.flush_changelog()
-        if accepted:
-            self.eventlog.append(accepted)
-            await self.app.streaming_state.publish_accepted(accepted)
+            partition = msg.partition
+            if partition not in owned:
+                skipped += 1  # revoked while buffered: its new owner folds it
+                continue
+            self.last_offsets[partition] = msg.offset
+            metrics.observe("tastestream_ingest_latency_seconds", max(now - msg.timestamp, 0.0))
+            source = {"topic": msg.topic, "partition": partition, "offset": msg.offset}
+            events, rejections = decode_message(msg.value)
+            n_events += len(events) + len(rejections)
+            for index, field, reason, original in rejections:
+                await self.dead_letter(original, reason, source, field, index, msg.key)
+            mine = []
+            for ev in events:
+                owner = self.owner(ev["user_id"])
+                if owner == partition:
+                    mine.append(ev)
+                else:
+                    forwards[owner].append(ev)
+            if not mine:
+                continue
+            mine_total += len(mine)
 
-    def apply(
-        self, by_user: dict[str, list[dict[str, Any]]], origins: dict[str, EventT] | None = None
-    ) -> list[dict[str, Any]]:
-        """Append each user's events to their history once; return the new ones."""
-        settings = self.settings
-        history = self.history
-        accepted: list[dict[str, Any]] = []
-        duplicates = 0
-        for user, events in by_user.items():
-            state = history.get(user) or new_history()
-            fresh = append_events(
-                state,
-                events,
-                history_length=settings.history_length,
-                dedupe_window=settings.dedupe_window,
-            )
-            duplicates += len(events) - len(fresh)
-            if fresh:
-                with source_event(origins.get(user) if origins else None):
-                    history[user] = state
-                accepted.extend(fresh)
-        self.metrics.inc("tastestream_events_accepted_total", len(accepted))
-        if duplicates:
-            self.metrics.inc("tastestream_events_duplicate_total", duplicates)
-        return accepted
+            def get_user(user_id: str, _p: int = partition) -> Any:
+                return users.get_for_update(user_id, _p)
 
-    def lag(self) -> dict[int, int]:
+            try:
+                accepted, records = fold_message(
+                    mine, get_user, partition, msg.offset, changed.setdefault
+                )
+            except Exception as exc:
+                # A bug must not stall the stream nor lose input silently.
+                log.exception("folding a message failed; it goes to the dead letter")
+                metrics.inc("tastestream_ingest_errors_total")
+                await self.dead_letter(
+                    msg.value, f"internal error: {exc!r}"[:500], source, None, None, msg.key
+                )
+                continue
+            accepted_all.extend(accepted)
+            for record in records:
+                token = record[1] if record[0] is None else record[0]
+                pairs[partition_for(token, partitions)].append(record)
+        metrics.inc("tastestream_messages_in_total", len(batch) - skipped)
+        metrics.inc("tastestream_events_in_total", n_events)
+        if skipped:
+            metrics.inc("tastestream_messages_skipped_total", skipped)
+        for owner, events in forwards.items():
+            for start in range(0, len(events), EVENTS_PER_MESSAGE):
+                chunk = events[start : start + EVENTS_PER_MESSAGE]
+                key = chunk[0]["user_id"].encode("utf-8", "surrogatepass")
+                await state.send(self.events_topic, key, encode_events(chunk), owner)
+            metrics.inc("tastestream_events_forwarded_total", len(events))
+        for partition, records in pairs.items():
+            for start in range(0, len(records), PAIRS_PER_MESSAGE):
+                chunk = records[start : start + PAIRS_PER_MESSAGE]
+                await state.send(self.pairs_topic, None, _packb(chunk), partition)
+        accepted_n = len(accepted_all)
+        if accepted_all:
+            self.eventlog.append(accepted_all)
+            state.catalogue.update_many(accepted_all)
+            state.popularity.update_many(accepted_all)
+            state.mark_dirty(changed)
+        metrics.inc("tastestream_events_accepted_total", accepted_n)
+        if mine_total > accepted_n:
+            metrics.inc("tastestream_events_duplicate_total", mine_total - accepted_n)
+
+    def lag(self, consumer: Any) -> dict[int, int]:
         """Messages behind the fetched high watermark, per partition of the events topic."""
         from faust.types import TP
 
         out = {}
-        consumer = self.app.consumer
         for partition, offset in self.last_offsets.items():
             try:
-                high = consumer.highwater(TP(self.events_topic.get_topic_name(), partition))
+                high = consumer.highwater(TP(self.events_topic, partition))
             except Exception:
                 continue
             if high is not None:
@@ -232,28 +262,16 @@ class Ingest:
         return out
 
 
-def register(app: TastestreamApp) -> Ingest:
-    ingest = Ingest(app)
-    app.ingest = ingest
-    settings = app.settings
+def register(app: Any, ingest: Ingest, events_topic: Any) -> None:
+    settings = ingest.settings
 
-    @app.agent(ingest.events_topic, name="ingest")
-    async def ingest_agent(stream):
+    @app.agent(events_topic, name="ingest")
+    async def ingest_agent(stream: Any) -> None:
         async for batch in stream.take_events(
             settings.ingest_batch_size, within=settings.ingest_batch_seconds
         ):
-            events = list(batch)
-            try:
-                await ingest.process(events)
-            except Exception as exc:
-                # A bug must not stall the stream, and must not lose input
-                # silently: every message of the batch goes to the dead letter.
-                log.exception("ingest batch failed; its messages go to the dead letter")
-                app.metrics.inc("tastestream_ingest_errors_total")
-                await ingest.dead_letter_batch(events, f"internal error: {exc!r}")
+            await ingest.process(list(batch))
 
     @app.on_before_shutdown.connect
-    async def close_eventlog(app, **kwargs: Any) -> None:
+    async def close_eventlog(app: Any, **kwargs: Any) -> None:
         ingest.close()
-
-    return ingest

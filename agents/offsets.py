@@ -14,7 +14,7 @@ both agree, so the same code is right on both.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
@@ -66,5 +66,56 @@ def true_end_offsets(
         if pending:
             raise TimeoutError(f"no fetch answered within {timeout:.0f} s for {sorted(pending)}")
         return result
+    finally:
+        consumer.close()
+
+
+def read_partition(
+    bootstrap: str, topic: str, partition: int, start: int, end: int, timeout: float = 30.0
+) -> Iterator[bytes]:
+    """The values of ``topic``/``partition`` at offsets ``[start, end)``, in order.
+
+    Reads with a group-less confluent-kafka consumer (no commit, no group join);
+    raises ``TimeoutError`` if the broker stops answering before ``end``.
+    """
+    if start >= end:
+        return
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": "tastestream-recovery",
+            "enable.auto.commit": False,
+            "enable.partition.eof": True,
+            # Recovery reads whole partitions: big fetches, few round trips.
+            "queued.min.messages": 100_000,
+            "fetch.max.bytes": 64 * 1024 * 1024,
+            "log_level": 3,
+        }
+    )
+    try:
+        consumer.assign([TopicPartition(topic, partition, start)])
+        position = start
+        deadline = time.monotonic() + timeout
+        while position < end:
+            batch = consumer.consume(10_000, 0.5)
+            if not batch:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(
+                        f"{topic}[{partition}]: read up to {position} of {end} "
+                        f"within {timeout:.0f} s"
+                    )
+                continue
+            deadline = time.monotonic() + timeout
+            for msg in batch:
+                err = msg.error()
+                if err is not None:
+                    if err.code() == KafkaError._PARTITION_EOF:
+                        continue
+                    raise KafkaException(err)
+                offset = msg.offset()
+                if offset >= end:
+                    return
+                position = offset + 1
+                yield msg.value()
     finally:
         consumer.close()

@@ -21,6 +21,7 @@ def ensure_topics(settings: Settings, timeout: float = 15.0) -> list[str]:
             spec.name,
             num_partitions=settings.partitions if spec.per_user else 1,
             replication_factor=settings.replication_factor,
+            config=dict(spec.config),
         )
         for spec in settings.topics.all()
         if spec.name not in existing

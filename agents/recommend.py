@@ -1,16 +1,20 @@
 """Recommendations: assembled from the streaming state (and the live model), served three ways.
 
 * HTTP ``GET /users/{user_id}/recommendations?surface=home&k=20&exclude=a,b`` on the
-  worker that owns the user (Faust table routing);
+  worker that owns the user (routed by the events topic's assignment);
 * Kafka: a request ``{request_id, user_id, surface, k, context}`` on
   ``<prefix>.recommendation-requests`` is answered on ``<prefix>.recommendations``;
 * Redis: ``<prefix>:recs:{surface}:{user_id}`` (JSON, with a TTL), rewritten
   shortly after the user's state changes.
 
-The recipe per surface (which candidate sources, with which weights) lives in
-:mod:`models.surfaces`; this module only feeds it: the user's trajectory and
-bandit, co-occurrence neighbours (fetched from the workers that own the
-tokens), popularity, the catalogue's filters and the live model.
+The recipe per surface lives in :mod:`models.surfaces`. Building a list is
+CPU work (index queries, merging), so it never runs on the event loop: the
+loop gathers immutable inputs (the user's packed state, the packed
+co-occurrence states of the seed tokens, fetched from their owners when they
+live elsewhere, a periodically refreshed copy of popularity) and a worker
+thread unpacks them and runs the recipe. A ``GET`` is answered from the
+newest list when the user's state has not changed since; only users without
+one are computed on demand.
 """
 
 from __future__ import annotations
@@ -19,22 +23,30 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict, defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 import numpy as np
 
-from agents.app import TastestreamApp, bytes_topic
-from agents.state import StreamingState, token_key
+from agents.metrics import Metrics
+from agents.redis_client import RedisClient
+from agents.state import StateService
 from models.candidates.types import Candidate
-from models.cooccurrence import TokenNeighbours
+from models.popularity import Popularity
 from models.sessions import INTERACTION_TYPES
 from models.surfaces import SurfaceContext, SurfaceError, generate, load_surfaces, surface_named
-from streams.codecs import decode_payload, dumps_json
+from models.token_state import TokenState
+from models.user_state import UserState, token_key
+from streams.codecs import dumps_json
+from streams.topics import partition_for
 
 log = logging.getLogger(__name__)
 
 REDIS_SURFACES = ("home", "cart")
+#: Seconds a copy of popularity serves list building before it is taken again.
+POPULARITY_COPY_SECONDS = 2.0
 
 
 class RequestError(ValueError):
@@ -51,49 +63,98 @@ def candidate_json(c: Candidate) -> dict[str, Any]:
     }
 
 
-class Recommender:
-    """Builds one user's list for one surface from this worker's state."""
+@dataclass
+class ListInputs:
+    """Everything one list needs, immutable or private to the thread that builds it."""
 
-    def __init__(self, app: TastestreamApp) -> None:
-        self.app = app
-        self.settings = app.settings
-        self.state: StreamingState = app.streaming_state
+    user_id: str
+    user: bytes | None
+    neighbours: dict[str, bytes]
+    popularity: Popularity
+    model: Any
+    now: float
+
+
+class Recommender:
+    """Builds users' lists off the event loop; keeps the newest per user and surface."""
+
+    def __init__(
+        self,
+        settings: Any,
+        state: StateService,
+        models: Any,
+        redis: RedisClient,
+        metrics: Metrics,
+    ) -> None:
+        self.settings = settings
+        self.state = state
+        self.models = models
+        self.redis = redis
+        self.metrics = metrics
         try:
-            self.surfaces = load_surfaces(self.settings.surfaces or None)
+            self.surfaces = load_surfaces(settings.surfaces or None)
         except SurfaceError as exc:
             raise ValueError(f"settings.surfaces: {exc}") from None
-        self.redis_prefix = f"{self.settings.topic_prefix}:recs"
+        self.redis_prefix = f"{settings.topic_prefix}:recs"
         #: (surface, user) -> the latest default list (k = recs_k), most recent last.
         self.latest: OrderedDict[tuple[str, str], dict[str, Any]] = OrderedDict()
+        # One thread: list building never takes both cores from ingest.
+        self.executor = ThreadPoolExecutor(1, thread_name_prefix="lists")
+        self._popularity: tuple[float, Popularity] | None = None
+        self.http: aiohttp.ClientSession | None = None
+        self.canonical_url = ""
+        self.owner_url: Any = None  # token key -> owner URL (set by register)
 
-    # -- co-occurrence neighbours of tokens, wherever they live ------------------
-    def seed_tokens(self, user_id: str, item_id: str | None) -> list[str]:
+    # -- inputs, gathered on the loop ---------------------------------------------
+    def popularity_copy(self) -> Popularity:
+        """A private copy of popularity, taken at most every few seconds."""
+        now = time.monotonic()
+        if self._popularity is None or now - self._popularity[0] > POPULARITY_COPY_SECONDS:
+            live = self.state.popularity
+            copy = Popularity.from_state(
+                live.to_state(),
+                half_life=live.half_life,
+                type_weights=live.type_weights,
+                capacity=live.capacity,
+                category_capacity=live.category_capacity,
+                max_categories=live.max_categories,
+            )
+            self._popularity = (now, copy)
+        return self._popularity[1]
+
+    def seed_tokens(self, user: UserState | None, item_id: str | None) -> list[str]:
         keys: list[str] = []
-        trajectory = self.state.trajectories.get(user_id)
-        if trajectory is not None:
+        if user is not None:
             for etype in INTERACTION_TYPES:
-                keys += [token_key(item, etype) for item in trajectory.seeds(etype)]
+                keys += [token_key(item, etype) for item in user.trajectory.seeds(etype)]
         if item_id is not None:
             keys += [token_key(item_id, etype) for etype in INTERACTION_TYPES]
         return list(dict.fromkeys(keys))
 
-    async def fetch_neighbours(self, keys: list[str]) -> dict[str, TokenNeighbours]:
-        """Each key's neighbours: read locally, or from the worker that owns it."""
-        table = self.state.neighbours.table
-        found: dict[str, TokenNeighbours] = {}
+    async def inputs(self, user_id: str, item_id: str | None) -> ListInputs:
+        user = self.state.user(user_id)
+        packed = user.pack() if user is not None else None
+        neighbours = await self.fetch_token_states(self.seed_tokens(user, item_id))
+        return ListInputs(
+            user_id, packed, neighbours, self.popularity_copy(), self.models.live_model, time.time()
+        )
+
+    async def fetch_token_states(self, keys: list[str]) -> dict[str, bytes]:
+        """Packed token states: read here, or from the worker that owns each."""
+        found: dict[str, bytes] = {}
         remote: dict[str, list[str]] = defaultdict(list)
+        partitions = self.settings.partitions
         for key in keys:
-            try:
-                owner = str(self.app.router.key_store(table.name, key))
-            except KeyError:
-                owner = None
-            if owner is None or self._is_me(owner):
-                obj = self.state.neighbours.get(key)
-                if obj is not None:
-                    found[key] = obj
-            else:
+            partition = partition_for(key, partitions)
+            if partition in self.state.assigned["tokens"]:
+                token = self.state.tokens.get(key, partition)
+                if token is not None:
+                    found[key] = token.pack()
+                continue
+            owner = self.owner_url(key) if self.owner_url is not None else None
+            if owner is not None and owner.rstrip("/") != self.canonical_url.rstrip("/"):
                 remote[owner].append(key)
-        if remote:
+        if remote and self.http is not None:
             results = await asyncio.gather(
                 *(self._fetch_remote(url, ks) for url, ks in remote.items()),
                 return_exceptions=True,
@@ -105,35 +166,80 @@ class Recommender:
                 found.update(result)
         return found
 
-    def _is_me(self, url: str) -> bool:
-        return url.rstrip("/") == str(self.app.conf.canonical_url).rstrip("/")
+    async def _fetch_remote(self, url: str, keys: list[str]) -> dict[str, bytes]:
+        import base64
 
-    async def _fetch_remote(self, url: str, keys: list[str]) -> dict[str, TokenNeighbours]:
-        capacity = self.settings.cooccurrence_capacity
-        half_life = self.settings.state_half_life_seconds
-        async with self.app.http_client.post(
-            url.rstrip("/") + "/internal/token-neighbours",
+        headers = {}
+        token = getattr(self.settings, "api_token", "")
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        assert self.http is not None
+        async with self.http.post(
+            url.rstrip("/") + "/internal/token-states",
             json={"keys": keys},
+            headers=headers,
             timeout=aiohttp.ClientTimeout(total=2.0),
         ) as resp:
             resp.raise_for_status()
             states = await resp.json()
-        return {
-            key: TokenNeighbours.from_state(state, capacity, half_life)
-            for key, state in states.items()
-            if state is not None
-        }
+        return {key: base64.b64decode(v) for key, v in states.items() if v is not None}
 
-    # -- one list --------------------------------------------------------------
-    async def recommend(
+    # -- one list, built in the thread ---------------------------------------------
+    def _context(self, inputs: ListInputs, **request: Any) -> SurfaceContext:
+        config = self.state.config
+        user = UserState.unpack(inputs.user, config) if inputs.user is not None else None
+        tokens = {
+            key: TokenState.unpack(data, config.cooccurrence_capacity, config.half_life).neighbours
+            for key, data in inputs.neighbours.items()
+        }
+        catalogue = self.state.catalogue
+        seed = request.pop("seed", None)
+        return SurfaceContext(
+            inputs.user_id,
+            now=inputs.now,
+            trajectory=user.trajectory if user is not None else None,
+            bandit=user.bandit if user is not None else None,
+            neighbours=lambda token: tokens.get(token_key(*token)),
+            popularity=inputs.popularity,
+            model=inputs.model,
+            per_source=self.settings.recs_per_source,
+            unavailable=lambda item: not catalogue.available(item),
+            offline_sellers=lambda seller: catalogue.seller_online.get(seller, True) is False,
+            rng=np.random.default_rng(seed),
+            category_of=catalogue.category,
+            seller_of=catalogue.seller,
+            seller_items=catalogue.items_of_seller,
+            **request,
+        )
+
+    def build(
         self,
-        user_id: str,
-        surface: str = "home",
-        k: int | None = None,
+        inputs: ListInputs,
+        surface: str,
+        k: int,
         exclude: frozenset[str] = frozenset(),
         item_id: str | None = None,
         seed: int | None = None,
     ) -> dict[str, Any]:
+        """One list (blocking CPU work: call it in the executor)."""
+        recipe = surface_named(self.surfaces, surface)
+        ctx = self._context(inputs, k=k, exclude=exclude, item_id=item_id, seed=seed)
+        trace: dict[str, Any] = {}
+        chosen = generate(recipe, ctx, trace)
+        model = inputs.model
+        return {
+            "user_id": inputs.user_id,
+            "surface": surface,
+            "model_version": getattr(model, "version", None) if model is not None else None,
+            # An unknown user is not an error: they get the popularity fallback, flagged here.
+            "user_known": inputs.user is not None,
+            "items": [candidate_json(c) for c in chosen],
+            "sources_ran": sorted(trace.get("ran", {})),
+            "computed_at": inputs.now,
+        }
+
+    def check(self, surface: str, k: int | None, item_id: str | None) -> int:
+        """Validate a request; return its ``k``. Raises :class:`RequestError`."""
         try:
             recipe = surface_named(self.surfaces, surface)
         except SurfaceError as exc:
@@ -143,48 +249,29 @@ class Recommender:
             raise RequestError(f"k must be from 1 to 500, got {k}")
         if recipe.requires_item and item_id is None:
             raise RequestError(f"surface {surface!r} needs item_id")
-        now = time.time()
-        neighbours = await self.fetch_neighbours(self.seed_tokens(user_id, item_id))
-        catalogue = self.state.catalogue
-        serving = getattr(self.app, "serving", None)
-        model = serving.live_model if serving is not None else None
-        trace: dict[str, Any] = {}
-        trajectory = self.state.trajectories.get(user_id)
-        ctx = SurfaceContext(
-            user_id,
-            now=now,
-            trajectory=trajectory,
-            bandit=self.state.bandits.get(user_id),
-            neighbours=lambda token: neighbours.get(token_key(*token)),
-            popularity=self.state.popularity,
-            model=model,
-            item_id=item_id,
-            k=k,
-            per_source=self.settings.recs_per_source,
-            exclude=exclude,
-            unavailable=lambda item: not catalogue.available(item),
-            offline_sellers=lambda seller: catalogue.seller_online.get(seller, True) is False,
-            rng=np.random.default_rng(seed),
-            category_of=catalogue.category,
-            seller_of=catalogue.seller,
-            seller_items=catalogue.items_of_seller,
-        )
-        try:
-            chosen = generate(recipe, ctx, trace)
-        except SurfaceError as exc:
-            raise RequestError(str(exc)) from None
-        return {
-            "user_id": user_id,
-            "surface": surface,
-            "model_version": getattr(model, "version", None) if model is not None else None,
-            # An unknown user is not an error: they get the popularity fallback, flagged here.
-            "user_known": trajectory is not None,
-            "items": [candidate_json(c) for c in chosen],
-            "sources_ran": sorted(trace.get("ran", {})),
-            "computed_at": now,
-        }
+        return k
 
-    # -- precomputed lists: memory and Redis -------------------------------------
+    async def recommend(
+        self,
+        user_id: str,
+        surface: str = "home",
+        k: int | None = None,
+        exclude: frozenset[str] = frozenset(),
+        item_id: str | None = None,
+        seed: int | None = None,
+    ) -> dict[str, Any]:
+        """One list, computed now (off the loop)."""
+        k = self.check(surface, k, item_id)
+        inputs = await self.inputs(user_id, item_id)
+        loop = asyncio.get_running_loop()
+        started = time.monotonic()
+        body = await loop.run_in_executor(
+            self.executor, lambda: self.build(inputs, surface, k, exclude, item_id, seed)
+        )
+        self.metrics.observe("tastestream_list_build_seconds", time.monotonic() - started)
+        return body
+
+    # -- precomputed lists: memory and Redis ------------------------------------------
     def redis_key(self, surface: str, user_id: str) -> str:
         return f"{self.redis_prefix}:{surface}:{user_id}"
 
@@ -192,9 +279,7 @@ class Recommender:
         """The precomputed list, if the user's state has not changed since.
 
         After a model swap a list may still come from the previous version (it
-        says which in ``model_version``) until the refresh reaches it: the
-        model is the slow-moving half, and recomputing every list on every
-        request after a swap would stall the worker.
+        says which in ``model_version``) until the refresh reaches it.
         """
         body = self.latest.get((surface, user_id))
         if body is None or user_id in self.state.dirty_users or k > self.settings.recs_k:
@@ -203,8 +288,7 @@ class Recommender:
 
     def outdated_users(self, limit: int) -> list[str]:
         """Users whose cached lists came from another model version than the live one."""
-        serving = getattr(self.app, "serving", None)
-        live = serving.live_version if serving is not None else None
+        live = self.models.live_version
         users: dict[str, None] = {}
         for (_, user), body in self.latest.items():
             if body["model_version"] != live:
@@ -226,24 +310,34 @@ class Recommender:
         Writes them to memory and Redis (one pipeline); returns the users not reached.
         """
         deadline = time.monotonic() + budget_seconds
-        pipe = self.app.redis().pipeline(transaction=False)
         ttl = self.settings.recs_ttl_seconds
+        writes: dict[str, tuple[bytes, int]] = {}
         done = 0
+        loop = asyncio.get_running_loop()
+        surfaces = [s for s in REDIS_SURFACES if s in self.surfaces]
+        k = self.settings.recs_k
         for user in users:
             if done and time.monotonic() > deadline:
                 break
             # Discarded before computing: a change that lands meanwhile marks it again.
             self.state.dirty_users.pop(user, None)
-            for surface in REDIS_SURFACES:
-                if surface not in self.surfaces:
-                    continue
-                body = await self.recommend(user, surface)
+            if not self.state.owns_user(user):
+                done += 1
+                continue
+            inputs = await self.inputs(user, None)
+            bodies = await loop.run_in_executor(
+                self.executor, lambda i=inputs: [self.build(i, s, k) for s in surfaces]
+            )
+            for surface, body in zip(surfaces, bodies, strict=True):
                 self.remember(surface, user, body)
-                pipe.set(self.redis_key(surface, user), dumps_json(body), ex=ttl)
+                writes[self.redis_key(surface, user)] = (dumps_json(body), ttl)
             done += 1
-        if done:
-            await pipe.execute()
+        if writes or self.redis.pending:
+            await self.redis.write(writes)
         return users[done:]
+
+    def close(self) -> None:
+        self.executor.shutdown(wait=False, cancel_futures=True)
 
 
 def parse_request(raw: Any) -> dict[str, Any]:
@@ -260,35 +354,57 @@ def parse_request(raw: Any) -> dict[str, Any]:
     if not isinstance(context, dict):
         raise RequestError("context: must be an object")
     exclude = context.get("exclude") or raw.get("exclude") or []
+    if not isinstance(exclude, list):
+        raise RequestError("context.exclude: must be a list of item ids")
+    item_id = context.get("item_id")
+    if item_id is not None and not isinstance(item_id, str):
+        raise RequestError("context.item_id: must be a string")
+    surface = raw.get("surface", "home")
+    if not isinstance(surface, str):
+        raise RequestError("surface: must be a string")
     return {
         "request_id": str(raw.get("request_id", "")),
         "user_id": user_id,
-        "surface": str(raw.get("surface", "home")),
+        "surface": surface,
         "k": k,
-        "item_id": context.get("item_id"),
+        "item_id": item_id,
         "exclude": frozenset(map(str, exclude)),
     }
 
 
-def register(app: TastestreamApp) -> Recommender:
-    from faust import web
+def register(app: Any, recommender: Recommender, events_topic: Any, pairs_topic: Any) -> None:
+    from streams.codecs import decode_payload
 
-    from agents.views import error, parse_k, routed
-
-    recommender = Recommender(app)
-    app.recommender = recommender
-    settings = app.settings
+    settings = recommender.settings
     topics = settings.topics
+    state = recommender.state
+    metrics = recommender.metrics
+    recommender.canonical_url = str(app.conf.canonical_url)
+
+    def token_owner(key: str) -> str | None:
+        try:
+            return str(app.router.external_topic_key_store(pairs_topic, key.encode()))
+        except Exception:
+            return None
+
+    recommender.owner_url = token_owner
+
+    from agents.app import bytes_topic
+
     requests_topic = bytes_topic(app, topics.recommendation_requests.name, settings.partitions)
-    answers_topic = bytes_topic(app, topics.recommendations.name, settings.partitions)
-    dead_letter = app.ingest.dead_letter_topic
+    answers = topics.recommendations.name
+    dead_letter = topics.dead_letter.name
 
     @app.agent(requests_topic, name="recommend")
-    async def answer_requests(stream):
+    async def answer_requests(stream: Any) -> None:
         async for event in stream.events():
             msg = event.message
+            request_id = user_id = None
             try:
-                request = parse_request(decode_payload(msg.value).items[0])
+                raw = decode_payload(msg.value).items[0]
+                if isinstance(raw, dict):
+                    request_id, user_id = raw.get("request_id"), raw.get("user_id")
+                request = parse_request(raw)
                 body = await recommender.recommend(
                     request["user_id"],
                     request["surface"],
@@ -298,92 +414,53 @@ def register(app: TastestreamApp) -> Recommender:
                 )
                 body["request_id"] = request["request_id"]
             except Exception as exc:
-                reason = str(exc) if isinstance(exc, RequestError | ValueError) else repr(exc)
-                body = {"error": reason, "request_id": None, "user_id": None}
-                try:
-                    first = decode_payload(msg.value).items[0]
-                    if isinstance(first, dict):
-                        body["request_id"] = first.get("request_id")
-                        body["user_id"] = first.get("user_id")
-                except Exception:
-                    pass
-                await dead_letter.send(
-                    key=msg.key,
-                    value=dumps_json(
-                        {
-                            "reason": f"recommendation request: {reason}",
-                            "source": {
-                                "topic": msg.topic,
-                                "partition": msg.partition,
-                                "offset": msg.offset,
-                            },
-                            "original": msg.value.decode(errors="replace") if msg.value else None,
-                        }
-                    ),
-                )
-            await answers_topic.send(key=msg.key, value=dumps_json(body))
-            app.metrics.inc("tastestream_recommendation_requests_total")
+                reason = str(exc) if isinstance(exc, ValueError) else repr(exc)
+                body = {
+                    "error": reason[:500],
+                    "request_id": request_id if isinstance(request_id, str) else None,
+                    "user_id": user_id if isinstance(user_id, str) else None,
+                }
+                record = {
+                    "reason": f"recommendation request: {reason}"[:1000],
+                    "source": {
+                        "topic": msg.topic,
+                        "partition": msg.partition,
+                        "offset": msg.offset,
+                    },
+                    "original": (msg.value or b"")[:4096].decode(errors="replace"),
+                }
+                await app.producer.send(dead_letter, msg.key, dumps_json(record), 0, None, None)
+            await app.producer.send(answers, msg.key, dumps_json(body), msg.partition, None, None)
+            metrics.inc("tastestream_recommendation_requests_total")
 
-    @app.timer(interval=settings.recs_refresh_seconds)
+    @app.task
     async def refresh_lists() -> None:
-        # Users stay in the dirty set (so GETs recompute rather than serve a stale
-        # list) until the refresh reaches them; the rest wait for the next tick.
-        users = list(app.streaming_state.dirty_users)
-        if not users:
-            # Idle: bring lists made by a previous model version up to date.
-            users = recommender.outdated_users(limit=200)
-        if not users:
-            return
-        started = time.monotonic()
-        left = await recommender.refresh(users, settings.recs_refresh_budget_seconds)
-        app.metrics.inc("tastestream_recs_refreshed_total", len(users) - len(left))
-        app.metrics.set("tastestream_recs_refresh_backlog", len(left))
-        app.metrics.observe("tastestream_recs_refresh_seconds", time.monotonic() - started)
-
-    @app.page("/users/{user_id}/recommendations")
-    class Recommendations(web.View):
-        async def get(self, request: web.Request, user_id: str) -> web.Response:
+        # One loop, never overlapping itself: users stay in the dirty set (so GETs
+        # recompute rather than serve a stale list) until the refresh reaches them.
+        recommender.http = app.http_client
+        while not app.should_stop:
+            users = list(state.dirty_users)
+            if not users:
+                # Idle: bring lists made by a previous model version up to date.
+                users = recommender.outdated_users(limit=200)
+            if not users:
+                if recommender.redis.pending:
+                    await recommender.redis.write({})
+                await asyncio.sleep(settings.recs_refresh_seconds)
+                continue
+            started = time.monotonic()
             try:
-                k = parse_k(request.query.get("k"), settings.recs_k)
-            except ValueError as exc:
-                return error(self, 400, str(exc))
-            exclude = frozenset(x for x in request.query.get("exclude", "").split(",") if x)
-            seed = request.query.get("seed")
+                left = await recommender.refresh(users, settings.recs_refresh_budget_seconds)
+            except Exception:
+                log.exception("list refresh failed; retrying")
+                await asyncio.sleep(1.0)
+                continue
+            metrics.inc("tastestream_recs_refreshed_total", len(users) - len(left))
+            metrics.set("tastestream_recs_refresh_backlog", len(left))
+            metrics.observe("tastestream_recs_refresh_seconds", time.monotonic() - started)
+            await asyncio.sleep(0)
 
-            async def local() -> web.Response:
-                surface = request.query.get("surface", "home")
-                plain = not exclude and seed is None and "item_id" not in request.query
-                hit = recommender.cached(user_id, surface, k) if plain else None
-                if hit is not None:
-                    app.metrics.inc("tastestream_recs_cache_hits_total")
-                    return self.json(hit)
-                try:
-                    body = await recommender.recommend(
-                        user_id,
-                        surface,
-                        k,
-                        exclude,
-                        request.query.get("item_id"),
-                        int(seed) if seed and seed.isdigit() else None,
-                    )
-                except RequestError as exc:
-                    return error(self, 400, str(exc))
-                return self.json(body)
-
-            table = app.streaming_state.trajectories.table
-            return await routed(app, table, user_id, self, request, local)
-
-    @app.page("/internal/token-neighbours")
-    class TokenNeighboursState(web.View):
-        """Raw co-occurrence state of tokens this worker owns (worker-to-worker)."""
-
-        async def post(self, request: web.Request) -> web.Response:
-            keys = (await request.json()).get("keys", [])
-            cached = app.streaming_state.neighbours
-            out = {}
-            for key in keys[:1000]:
-                obj = cached.get(key)
-                out[key] = obj.to_state() if obj is not None else None
-            return self.json(out)
-
-    return recommender
+    @app.on_before_shutdown.connect
+    async def stop_lists(app: Any, **kwargs: Any) -> None:
+        recommender.close()
+        await recommender.redis.close()

@@ -32,6 +32,7 @@ import asyncio
 import gc
 import json
 import logging
+import re
 import threading
 import time
 import uuid
@@ -52,6 +53,9 @@ from models.model_version import (
 )
 
 log = logging.getLogger(__name__)
+
+#: A version's name: one path component, no traversal.
+VERSION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 SWAPS = "tastestream_model_swaps_total"
 REFUSED = "tastestream_model_refused_total"
@@ -391,8 +395,21 @@ class ModelServer:
 
     # -- the swap
     def _resolve(self, version: str, path: str | None) -> Path:
-        """The announced path if this machine has it, else the version in a local root."""
-        candidates = ([Path(path)] if path else []) + [root / version for root in self.roots]
+        """The version's directory: under one of the configured model roots, or refused.
+
+        Anyone who can write to the model-updates topic can announce; nobody
+        may make a worker load a directory outside the roots it was given.
+        """
+        if not VERSION_NAME.fullmatch(version):
+            raise ModelVersionError(f"version name {version[:80]!r} is not a plain name")
+        roots = [root.resolve() for root in self.roots]
+        if path:
+            announced = Path(path).resolve()
+            if not any(announced == root / version for root in roots):
+                raise ModelVersionError(
+                    f"announced path {path[:200]!r} is not {version!r} under a model root"
+                )
+        candidates = [root / version for root in roots]
         for candidate in candidates:
             if (candidate / "manifest.json").is_file():
                 return candidate
@@ -433,7 +450,14 @@ class ModelServer:
                 return True
             if self.slots.was_refused(version, checksum):
                 return False
-            path = self._resolve(version, announcement.get("path"))
+            if action == "publish" and not checksum:
+                return self._refuse(
+                    version, checksum, "a published version must carry its checksum"
+                )
+            try:
+                path = self._resolve(version, announcement.get("path"))
+            except ModelVersionError as exc:
+                return self._refuse(version, checksum, str(exc))
             self.slots.release_previous()
             try:
                 model = await asyncio.to_thread(self.slots.load, path, checksum)
@@ -449,6 +473,12 @@ class ModelServer:
             self._swapped(action)
             return True
 
+    def _refuse(self, version: str, checksum: str | None, reason: str) -> bool:
+        self.slots.refuse(version, checksum, reason)
+        self.metrics.inc(REFUSED)
+        log.error("model announcement %s refused: %s", version[:80], reason)
+        return False
+
     def _swapped(self, action: str) -> None:
         self.metrics.inc(SWAPS)
         self.metrics.gauges[LIVE_INFO].clear()
@@ -457,18 +487,15 @@ class ModelServer:
 
 
 # ------------------------------------------------------------------ wiring
-def register(app: Any) -> ModelServer:
-    """Attach a :class:`ModelServer` as ``app.serving`` and serve ``GET /models``."""
+def register(app: Any, server: ModelServer) -> ModelServer:
+    """Run ``server`` in the app (start, poll ``CURRENT``, stop) and serve ``GET /models``."""
     from faust import web
-
-    server = ModelServer(app.settings, app.metrics)
-    app.serving = server
 
     @app.task
     async def start_model_server() -> None:
         await server.start()
 
-    poll = float(getattr(app.settings, "model_poll_seconds", 30.0))
+    poll = float(server.settings.model_poll_seconds)
     if poll > 0:
 
         @app.timer(interval=poll)

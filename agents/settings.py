@@ -50,10 +50,17 @@ class Settings:
     ingest_batch_size: int = 1000
     ingest_batch_seconds: float = 0.05
     producer_linger_seconds: float = 0.02
-    table_store: str = "memory://"
     session_timeout_seconds: float = 10.0
     worker_id: str = ""
     # -- streaming state --
+    #: Seconds between checkpoints: changed state reaches its changelog, then offsets commit.
+    commit_interval_seconds: float = 1.0
+    #: Seconds between snapshots of each partition's state (0: never).
+    snapshot_seconds: float = 60.0
+    #: Live (decoded) state objects kept per store; the rest stay packed.
+    state_cache_keys: int = 100_000
+    #: Bytes of encoded events kept in a user's history at most.
+    history_max_bytes: int = 128 * 1024
     session_gap_seconds: float = 1800.0
     state_half_life_seconds: float = 7 * 86400.0
     cooccurrence_window: int = 20
@@ -76,6 +83,12 @@ class Settings:
     log_segment_bytes: int = 64 * 1024 * 1024
     log_fsync: str = "interval"
     log_fsync_seconds: float = 1.0
+    # -- security --
+    #: When set, POST /events, model/admin actions and /internal/* need
+    #: ``Authorization: Bearer <api_token>`` (workers share it).
+    api_token: str = ""
+    #: Reads (GET) need the token too.
+    api_token_reads: bool = False
     # -- misc --
     log_level: str = "info"
 

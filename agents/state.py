@@ -1,259 +1,455 @@
-"""Streaming state: trajectories, Thompson-sampling bandits and co-occurrence, per event.
+"""The worker's state: user and token stores, checkpoints, recovery and rebuilds.
 
-The ingest agent passes each batch of newly accepted (deduplicated) events on
-to ``<prefix>.accepted-events``, co-partitioned with the events topic by user.
-Three agents keep the state the sources compute in nightly batches:
+:class:`StateService` owns what the agents fold into and the protocol that
+makes it exact across crashes, rebalances and a lost broker:
 
-``trajectories``  user-keyed: :class:`~models.trajectory.UserTrajectory` and the
-                  user's session window; emits co-occurrence pairs ``p -> q``
-                  repartitioned by the source token ``p`` to
-                  ``<prefix>.cooccurrence-pairs``
-``bandits``       user-keyed: :class:`~models.bandit.UserBandit`
-``cooccurrence``  token-keyed: :class:`~models.cooccurrence.TokenNeighbours`
-
-Each works per batch: events are grouped by key, each key's object is updated
-once and written back once (one changelog record per key per batch). Live
-objects are cached in front of the tables (decoding a table value per event
-would cost more than the update); the cache is dropped at every rebalance, so
-what a worker serves after a rebalance is what the changelog restored.
-
-Worker-local views, rebuilt from the durable event log at start: item
-catalogue (category, seller, availability) and windowed popularity. Users are
-spread over workers by hash, so one worker's popularity is an unbiased sample
-of the whole stream's.
+* two :class:`~agents.store.ChangelogStore`: user states (keyed by user, on
+  the partitions of the events topic) and token states (keyed by token, on the
+  partitions of the co-occurrence pairs topic);
+* one lock: an agent holds it while it folds a batch; a **checkpoint** holds it
+  while it (1) awaits every side effect sent so far (pair records, forwarded
+  events, dead letters), (2) writes every changed key to its changelog and
+  awaits the broker's acknowledgement, and only then (3) commits the source
+  offsets (the Faust consumer's commit goes through :meth:`checkpoint`). So an
+  offset is committed only after the state changes, changelog records and
+  event-log appends of its messages are durable; a ``kill -9`` anywhere redoes
+  at most the uncommitted input, which the redelivery guards
+  (:class:`~models.user_state.SeenIds`, :class:`~models.token_state.TokenState`)
+  make a no-op where it was already applied;
+* recovery when partitions are assigned (snapshot + changelog tail, in a
+  thread; agents wait for their partitions), snapshots every
+  ``snapshot_seconds``, and a **rebuild from the durable event log** when the
+  changelog was lost (the memory-only broker restarted) or is new while the
+  log holds events;
+* worker-local views: the item catalogue and popularity (warmed from the
+  event log at start) and the set of users whose lists are stale.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
+import contextlib
 import logging
 import time
-from collections import defaultdict
-from collections.abc import Callable, Iterable
-from typing import Any, Generic, TypeVar
+from collections.abc import Awaitable, Callable, Iterable
+from pathlib import Path
+from typing import Any
 
-from agents.app import (
-    TastestreamApp,
-    bytes_topic,
-    flush_changelogs,
-    source_event,
-    user_table,
-)
-from models.bandit import UserBandit
+from agents.offsets import read_partition, true_end_offsets
+from agents.settings import Settings
+from agents.store import ChangelogStore, Recovered, incarnation_record, write_snapshot
 from models.catalogue import ItemCatalogue
-from models.cooccurrence import SessionWindow, TokenNeighbours
 from models.popularity import Popularity
-from models.trajectory import UserTrajectory
-from streams.codecs import decode_payload, encode_events
-from streams.eventlog import read_logs
+from models.stream_state import StreamState
+from models.token_state import TokenState
+from models.user_state import StateConfig, UserState, token_key
+from streams.eventlog import log_directories, read_logs
 from streams.topics import partition_for
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
 
-#: Records per internal message (events ~200 B, pairs ~60 B: well under 1 MiB).
-INTERNAL_CHUNK = 1000
-
-
-def token_key(item_id: str, etype: str) -> str:
-    """Table key of an interaction token: ``type:item_id`` (types hold no colon)."""
-    return f"{etype}:{item_id}"
-
-
-def split_token_key(key: str) -> tuple[str, str]:
-    """``(item_id, type)`` of a :func:`token_key`."""
-    etype, _, item_id = key.partition(":")
-    return item_id, etype
-
-
-class SeenEvents:
-    """The last ``capacity`` event ids applied to one key, as 8-byte digests.
-
-    At-least-once delivery redelivers what was in flight at a crash; an event
-    already applied to a key changes it no more. 128 ids cost 1 KiB per key.
-    """
-
-    __slots__ = ("capacity", "order", "seen")
-
-    def __init__(self, capacity: int = 128, packed: bytes = b"") -> None:
-        self.capacity = capacity
-        self.order = [packed[i : i + 8] for i in range(0, len(packed), 8)]
-        self.seen = set(self.order)
-
-    @staticmethod
-    def digest(event_id: str) -> bytes:
-        return hashlib.blake2b(event_id.encode(), digest_size=8).digest()
-
-    def admit(self, event_id: str) -> bool:
-        """True (and remembered) the first time ``event_id`` is offered."""
-        digest = self.digest(event_id)
-        if digest in self.seen:
-            return False
-        self.seen.add(digest)
-        self.order.append(digest)
-        if len(self.order) > self.capacity:
-            self.seen.discard(self.order.pop(0))
-        return True
-
-    def to_state(self) -> bytes:
-        return b"".join(self.order)
+def state_config(settings: Settings) -> StateConfig:
+    """The fold's configuration from the worker's settings (replay uses the same)."""
+    return StateConfig(
+        history_length=settings.history_length,
+        history_max_bytes=settings.history_max_bytes,
+        dedupe_window=settings.dedupe_window,
+        half_life=settings.state_half_life_seconds,
+        session_gap=settings.session_gap_seconds,
+        cooccurrence_window=settings.cooccurrence_window,
+        cooccurrence_capacity=settings.cooccurrence_capacity,
+        impression_window=settings.impression_window_seconds,
+        popularity_half_life=settings.popularity_half_life_seconds,
+    )
 
 
-class AppliedOffset:
-    """The last offset of a key's own partition applied to it (keys never change partition)."""
+class StateService:
+    """Stores, the checkpoint protocol, recovery and views; see the module docstring.
 
-    __slots__ = ("offset",)
-
-    def __init__(self, offset: int = -1) -> None:
-        self.offset = offset
-
-    def admit(self, offset: int) -> bool:
-        if offset <= self.offset:
-            return False
-        self.offset = offset
-        return True
-
-    def to_state(self) -> int:
-        return self.offset
-
-
-class CachedTable(Generic[T]):
-    """Live objects in front of a Faust table, with a redelivery guard per key.
-
-    The table holds ``[obj.to_state(), guard.to_state()]``; the guard
-    (:class:`SeenEvents` or :class:`AppliedOffset`) makes applying the same
-    input twice a no-op, so at-least-once delivery counts nothing twice.
+    Parameters
+    ----------
+    settings
+        The worker's settings.
+    send
+        ``send(topic, key, value, partition) -> awaitable of the record metadata``
+        (the app's producer).
     """
 
     def __init__(
         self,
-        table: Any,
-        new: Callable[[], T],
-        load: Callable[[Any], T],
-        guard: Callable[[Any], Any] = SeenEvents,
+        settings: Settings,
+        send: Callable[[str, bytes | None, bytes, int], Awaitable[Awaitable[Any]]],
+        metrics: Any,
     ) -> None:
-        self.table = table
-        self.new = new
-        self.load = load
-        self.guard = guard
-        self.live: dict[str, tuple[T, Any]] = {}
-
-    def entry(self, key: str, create: bool = True) -> tuple[T, Any] | None:
-        found = self.live.get(key)
-        if found is None:
-            stored = self.table.get(key)
-            if stored is not None:
-                found = (self.load(stored[0]), self.guard(stored[1]))
-            elif create:
-                found = (self.new(), self.guard())
-            else:
-                return None
-            self.live[key] = found
-        return found
-
-    def get(self, key: str) -> T | None:
-        found = self.entry(key, create=False)
-        return found[0] if found is not None else None
-
-    def put(self, key: str, entry: tuple[T, Any], origin: Any = None) -> None:
-        """Store ``entry``; ``origin`` is a Faust event of the key's partition (for RocksDB)."""
-        obj, guard = entry
-        self.live[key] = entry
-        with source_event(origin):
-            self.table[key] = [obj.to_state(), guard.to_state()]  # type: ignore[attr-defined]
-
-    def clear(self) -> None:
-        self.live.clear()
-
-
-Origin = Any  # a Faust EventT: the message an item arrived in
-
-
-def group_by(
-    items: Iterable[tuple[Any, Origin]], key: Callable[[Any], str]
-) -> dict[str, list[tuple[Any, Origin]]]:
-    """(item, origin) pairs grouped by the item's key, in arrival order."""
-    grouped: dict[str, list[tuple[Any, Origin]]] = {}
-    for pair in items:
-        grouped.setdefault(key(pair[0]), []).append(pair)
-    return grouped
-
-
-def _user(event: dict[str, Any]) -> str:
-    return event["user_id"]
-
-
-class StreamingState:
-    """Topics, tables, agents and worker-local views of the state domain."""
-
-    def __init__(self, app: TastestreamApp) -> None:
-        settings = app.settings
-        self.app = app
         self.settings = settings
-        prefix = settings.topic_prefix
-        partitions = settings.partitions
-        self.accepted_topic = bytes_topic(app, f"{prefix}.accepted-events", partitions, True)
-        self.pairs_topic = bytes_topic(app, f"{prefix}.cooccurrence-pairs", partitions, True)
-        half_life = settings.state_half_life_seconds
-        gap = settings.session_gap_seconds
-        window = settings.cooccurrence_window
-
-        self.trajectories: CachedTable[UserTrajectory] = CachedTable(
-            user_table(app, "trajectories", partitions),
-            lambda: UserTrajectory(half_life=half_life),
-            lambda s: UserTrajectory.from_state(s, half_life=half_life),
+        self.config = state_config(settings)
+        self.metrics = metrics
+        self._send = send
+        topics = settings.topics
+        root = settings.data_path / "state" / settings.topic_prefix
+        config = self.config
+        self.users: ChangelogStore[UserState] = ChangelogStore(
+            "users",
+            topics.user_changelog.name,
+            lambda: UserState(config),
+            lambda data: UserState.unpack(data, config),
+            root / "users",
+            live_capacity=settings.state_cache_keys,
         )
-        self.windows: CachedTable[SessionWindow] = CachedTable(
-            user_table(app, "session-windows", partitions),
-            lambda: SessionWindow(window, gap),
-            lambda s: SessionWindow.from_state(s, window, gap),
+        self.tokens: ChangelogStore[TokenState] = ChangelogStore(
+            "tokens",
+            topics.token_changelog.name,
+            lambda: TokenState(config.cooccurrence_capacity, config.half_life),
+            lambda data: TokenState.unpack(data, config.cooccurrence_capacity, config.half_life),
+            root / "tokens",
+            live_capacity=settings.state_cache_keys,
         )
-        self.bandits: CachedTable[UserBandit] = CachedTable(
-            user_table(app, "bandits", partitions),
-            lambda: UserBandit(half_life=half_life, window=settings.impression_window_seconds),
-            lambda s: UserBandit.from_state(
-                s, half_life=half_life, window=settings.impression_window_seconds
-            ),
-        )
-        capacity = settings.cooccurrence_capacity
-        self.neighbours: CachedTable[TokenNeighbours] = CachedTable(
-            user_table(app, "token-neighbours", partitions),
-            lambda: TokenNeighbours(capacity, half_life),
-            lambda s: TokenNeighbours.from_state(s, capacity, half_life),
-            guard=AppliedOffset,
-        )
+        self.source_topics = {
+            topics.events.name: self.users,
+            topics.cooccurrence_pairs.name: self.tokens,
+        }
+        self.lock = asyncio.Lock()
+        #: Sends whose delivery a checkpoint must see before it commits:
+        #: (delivery future, topic, key, value, partition).
+        self.pending: list[tuple[Any, ...]] = []
+        #: Set while the assignment is settled (cleared between revoke and assign).
+        self.settled = asyncio.Event()
+        self.settled.set()
+        #: Partitions assigned to this worker, per store.
+        self.assigned: dict[str, set[int]] = {"users": set(), "tokens": set()}
         self.catalogue = ItemCatalogue()
         self.popularity = Popularity(half_life=settings.popularity_half_life_seconds)
-        #: Users whose state changed since their recommendations were last written.
-        #: Users whose lists are stale, oldest change first (an insertion-ordered
-        #: set): the refresh serves them in that order, so none starves.
+        #: Users whose lists are stale, oldest change first (an insertion-ordered set).
         self.dirty_users: dict[str, None] = {}
-        self.on_user_change: list[Callable[[set[str]], Any]] = []
+        self.recovering: dict[tuple[str, int], asyncio.Task] = {}
+        self._snapshot_task: asyncio.Task | None = None
+        #: The event log folded once for every partition one assignment rebuilds.
+        self._replica: asyncio.Task | None = None
+        self.checkpoints = 0
+        self.last_checkpoint_seconds = 0.0
+        self.rebuilds = 0
 
-    # -- helpers ---------------------------------------------------------------
-    def clear_caches(self) -> None:
-        for cached in (self.trajectories, self.windows, self.bandits, self.neighbours):
-            cached.clear()
+    # -- keys ------------------------------------------------------------------
+    def user_partition(self, user_id: str) -> int:
+        return partition_for(user_id, self.settings.partitions)
 
-    async def publish_accepted(self, events: list[dict[str, Any]]) -> None:
-        """Hand newly accepted events to the state agents, in messages per partition."""
-        by_partition: dict[int, list[dict[str, Any]]] = defaultdict(list)
-        for event in events:
-            by_partition[partition_for(event["user_id"], self.settings.partitions)].append(event)
-        for partition, batch in by_partition.items():
-            await self.send_chunked(self.accepted_topic, partition, batch)
+    def user(self, user_id: str) -> UserState | None:
+        """A user's state if this worker holds it (``None`` otherwise)."""
+        return self.users.get(user_id, self.user_partition(user_id))
 
-    @staticmethod
-    async def send_chunked(topic: Any, partition: int, records: list[Any]) -> None:
-        """Messages of at most INTERNAL_CHUNK records: far below the broker's 1 MiB limit."""
-        for start in range(0, len(records), INTERNAL_CHUNK):
-            chunk = records[start : start + INTERNAL_CHUNK]
-            first = chunk[0]
-            key = first["user_id"] if isinstance(first, dict) else first[0]
-            await topic.send(key=key.encode(), value=encode_events(chunk), partition=partition)
+    def token(self, key: str) -> TokenState | None:
+        return self.tokens.get(key, partition_for(key, self.settings.partitions))
 
+    def neighbours(self, token: tuple[str, str]) -> Any:
+        state = self.token(token_key(*token))
+        return state.neighbours if state is not None else None
+
+    def owns_user(self, user_id: str) -> bool:
+        return self.user_partition(user_id) in self.assigned["users"]
+
+    def ready(self) -> bool:
+        """Every assigned partition recovered and the assignment settled."""
+        if not self.settled.is_set():
+            return False
+        for name, store in (("users", self.users), ("tokens", self.tokens)):
+            if not all(store.is_ready(p) for p in self.assigned[name]):
+                return False
+        return bool(self.assigned["users"])
+
+    def mark_dirty(self, users: Iterable[str]) -> None:
+        for user in users:
+            self.dirty_users.setdefault(user, None)
+
+    # -- side effects ------------------------------------------------------------
+    async def send(self, topic: str, key: bytes | None, value: bytes, partition: int) -> None:
+        """Send a record whose delivery the next checkpoint awaits before committing."""
+        future = await self._send_retrying(topic, key, value, partition)
+        self.pending.append((future, topic, key, value, partition))
+
+    async def _send_retrying(
+        self, topic: str, key: bytes | None, value: bytes, partition: int
+    ) -> Awaitable[Any]:
+        """Hand a record to the producer, waiting out a broker that is away."""
+        delay = 0.2
+        while True:
+            try:
+                return await self._send(topic, key, value, partition)
+            except Exception as exc:
+                self.metrics.inc("tastestream_broker_errors_total", labels={"op": "send"})
+                log.warning("send to %s[%d] failed (%r); retrying", topic, partition, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    async def _deliver(self, sends: list[tuple[Any, ...]]) -> list[Any]:
+        """Await deliveries; resend (in order) what failed until the broker takes it."""
+        results: list[Any] = [None] * len(sends)
+        todo = list(range(len(sends)))
+        delay = 0.2
+        while todo:
+            outcomes = await asyncio.gather(*(sends[i][0] for i in todo), return_exceptions=True)
+            failed = []
+            for i, outcome in zip(todo, outcomes, strict=True):
+                if isinstance(outcome, BaseException):
+                    failed.append(i)
+                else:
+                    results[i] = outcome
+            if not failed:
+                return results
+            self.metrics.inc("tastestream_broker_errors_total", len(failed), {"op": "deliver"})
+            log.warning("%d deliveries failed (%r); resending", len(failed), outcomes[0])
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+            for i in failed:
+                _, *args = sends[i]
+                sends[i] = (await self._send_retrying(*args), *args)
+            todo = failed
+        return results
+
+    async def wait_owned(self, store: ChangelogStore, partitions: set[int]) -> set[int]:
+        """Wait for the assignment to settle and the partitions to recover; return those owned.
+
+        Messages of partitions not assigned here (revoked while they sat in a
+        buffer) must not be folded: their owner folds them from its committed offset.
+        """
+        await self.settled.wait()
+        owned = partitions & self.assigned[store.name]
+        await store.wait_ready(owned)
+        return owned
+
+    # -- checkpoints ---------------------------------------------------------------
+    async def checkpoint(self, commit: Callable[[], Awaitable[bool]] | None = None) -> bool:
+        """Make every effect so far durable, then run ``commit`` (the offset commit)."""
+        async with self.lock:
+            started = time.monotonic()
+            await self._flush()
+            committed = await commit() if commit is not None else False
+            self.checkpoints += 1
+            self.last_checkpoint_seconds = time.monotonic() - started
+            self.metrics.observe("tastestream_checkpoint_seconds", self.last_checkpoint_seconds)
+        return committed
+
+    async def _flush(self) -> None:
+        pending, self.pending = self.pending, []
+        if pending:
+            # Pair records, forwards and dead letters first: a state that says
+            # "applied" must never outlive the effects it stands for.
+            await self._deliver(pending)
+        for store in (self.users, self.tokens):
+            changes = store.take_changes()
+            sends: list[tuple[Any, ...]] = []
+            for partition, records in changes.items():
+                for record in records:
+                    future = await self._send_retrying(store.changelog, b"", record, partition)
+                    sends.append((future, store.changelog, b"", record, partition))
+            for (_, _, _, _, partition), metadata in zip(
+                sends, await self._deliver(sends), strict=True
+            ):
+                store.sent(partition, metadata.offset)
+            if sends:
+                self.metrics.inc(
+                    "tastestream_changelog_records_total", len(sends), {"store": store.name}
+                )
+        self._maybe_snapshot()
+
+    def _maybe_snapshot(self) -> None:
+        interval = self.settings.snapshot_seconds
+        if interval <= 0 or (self._snapshot_task is not None and not self._snapshot_task.done()):
+            return
+        jobs = []
+        for store in (self.users, self.tokens):
+            for partition in sorted(store.partitions):
+                if store.is_ready(partition) and store.snapshot_due(partition, interval):
+                    snapshot = store.prepare_snapshot(partition)
+                    if snapshot is not None:
+                        jobs.append((store.snapshot_path(partition), snapshot))
+        if jobs:
+            self._snapshot_task = asyncio.get_running_loop().create_task(self._write(jobs))
+
+    async def _write(self, jobs: list[tuple[Path, Any]]) -> None:
+        for path, snapshot in jobs:
+            try:
+                started = time.monotonic()
+                size = await asyncio.to_thread(write_snapshot, path, snapshot)
+                self.metrics.inc("tastestream_snapshots_total")
+                log.debug(
+                    "snapshot %s: %d keys, %d bytes in %.2f s",
+                    path, len(snapshot.values), size, time.monotonic() - started,
+                )  # fmt: skip
+            except OSError as exc:
+                log.warning("snapshot %s failed: %s", path, exc)
+
+    async def flush_snapshots(self) -> None:
+        """Wait for a snapshot being written (at shutdown)."""
+        if self._snapshot_task is not None:
+            with contextlib.suppress(Exception):
+                await self._snapshot_task
+
+    # -- rebalances ------------------------------------------------------------------
+    async def on_revoked(self) -> None:
+        """Flush what was folded (the next owner restores it); nothing is owned until assigned."""
+        self.settled.clear()
+        async with self.lock:
+            try:
+                await self._flush()
+            except Exception as exc:
+                # The next owner folds again from the committed offsets: slower, still exact.
+                log.warning("flush at revoke failed (%r); the next owner redoes the input", exc)
+                self.pending = []
+            for name, store in (("users", self.users), ("tokens", self.tokens)):
+                for partition in self.assigned[name]:
+                    store.unready(partition)
+                self.assigned[name] = set()
+
+    async def on_assigned(self, assigned: dict[str, set[int]]) -> None:
+        """Own the new assignment: keep what is current, recover the rest (in the background)."""
+        if self._replica is not None and self._replica.done():
+            self._replica = None
+        for name, store in (("users", self.users), ("tokens", self.tokens)):
+            wanted = assigned.get(name, set())
+            for partition in store.partitions - wanted:
+                store.drop(partition)
+            self.assigned[name] = set(wanted)
+        ends = await asyncio.to_thread(self._end_offsets)
+        for name, store in (("users", self.users), ("tokens", self.tokens)):
+            for partition in self.assigned[name]:
+                end = ends[(store.changelog, partition)]
+                current = partition in store.partitions and store.end_offsets.get(partition) == end
+                if current and end > 0:
+                    store.event(partition).set()  # nobody else wrote it since we flushed
+                    continue
+                key = (name, partition)
+                task = self.recovering.get(key)
+                if task is None or task.done():
+                    self.recovering[key] = asyncio.get_running_loop().create_task(
+                        self._recover(store, partition, end)
+                    )
+        self.settled.set()
+
+    def _end_offsets(self) -> dict[tuple[str, int], int]:
+        wanted = [
+            (store.changelog, p)
+            for name, store in (("users", self.users), ("tokens", self.tokens))
+            for p in self.assigned[name]
+        ]
+        return true_end_offsets(self.settings.kafka_bootstrap, wanted)
+
+    async def _recover(self, store: ChangelogStore, partition: int, end: int) -> None:
+        try:
+            recovered = await asyncio.to_thread(
+                store.recover,
+                partition,
+                end,
+                lambda start, stop: read_partition(
+                    self.settings.kafka_bootstrap, store.changelog, partition, start, stop
+                ),
+            )
+            fresh = end == 0 and not recovered.lost
+            if recovered.lost or (fresh and self._event_log_has_events()):
+                await self._rebuild(store, partition)
+                return
+            if recovered.incarnation is None:
+                recovered.incarnation = store.new_incarnation()
+                await self._write_head(store, partition, recovered)
+            if partition in self.assigned[store.name]:
+                store.install(recovered)
+                self.metrics.inc(
+                    "tastestream_partitions_recovered_total", labels={"store": store.name}
+                )
+                self.metrics.inc(
+                    "tastestream_recovered_from_snapshot_total",
+                    recovered.from_snapshot,
+                    {"store": store.name},
+                )
+                self.metrics.inc(
+                    "tastestream_recovered_changelog_records_total",
+                    recovered.from_changelog,
+                    {"store": store.name},
+                )
+                log.info(
+                    "%s p%d recovered: %d from snapshot, %d changelog records, %.2f s",
+                    store.name, partition, recovered.from_snapshot,
+                    recovered.from_changelog, recovered.seconds,
+                )  # fmt: skip
+        except Exception:
+            log.exception("recovery of %s p%d failed; retrying in 2 s", store.name, partition)
+            await asyncio.sleep(2.0)
+            if partition in self.assigned[store.name]:
+                ends = await asyncio.to_thread(
+                    true_end_offsets, self.settings.kafka_bootstrap, [(store.changelog, partition)]
+                )
+                self.recovering[(store.name, partition)] = asyncio.get_running_loop().create_task(
+                    self._recover(store, partition, ends[(store.changelog, partition)])
+                )
+
+    async def _write_head(
+        self, store: ChangelogStore, partition: int, recovered: Recovered
+    ) -> None:
+        """Start a changelog incarnation: the marker, then (after a rebuild) every value."""
+        marker = incarnation_record(recovered.incarnation or "")
+        metadata = await (await self._send(store.changelog, b"", marker, partition))
+        recovered.end_offset = metadata.offset + 1
+
+    def _event_log_has_events(self) -> bool:
+        root = self.settings.eventlog_path
+        return root.exists() and bool(log_directories(root))
+
+    async def _rebuild(self, store: ChangelogStore, partition: int) -> None:
+        """Rebuild a partition from the durable event log, then persist it as a new incarnation."""
+        started = time.monotonic()
+        if self._replica is None or (self._replica.done() and self._replica.exception()):
+            self._replica = asyncio.get_running_loop().create_task(
+                asyncio.to_thread(self._fold_event_log)
+            )
+        replica = await self._replica
+        values = await asyncio.to_thread(self._partition_values, replica, store.name, partition)
+        recovered = Recovered(partition, {}, 0, store.new_incarnation())
+        await self._write_head(store, partition, recovered)
+        if partition not in self.assigned[store.name]:
+            return
+        recovered.values = values
+        store.install(recovered)
+        store.rewrite.add(partition)  # the next checkpoint writes every value
+        self.rebuilds += 1
+        self.metrics.inc("tastestream_rebuilds_total", labels={"store": store.name})
+        log.warning(
+            "%s p%d rebuilt from the event log: %d keys in %.1f s",
+            store.name, partition, len(values), time.monotonic() - started,
+        )  # fmt: skip
+
+    def _fold_event_log(self) -> StreamState:
+        """The whole durable event log folded as the workers fold it (in a thread).
+
+        Tokens need every user's session windows, so the whole log is folded,
+        once for every partition this assignment rebuilds.
+        """
+        replica = StreamState(self.config)
+        root = self.settings.eventlog_path
+        if root.exists():
+            replica.apply(read_logs(root, dedupe_window=0))
+        return replica
+
+    def _partition_values(
+        self, replica: StreamState, name: str, partition: int
+    ) -> dict[str, bytes]:
+        partitions = self.settings.partitions
+        if name == "users":
+            return {
+                user: state.pack()
+                for user, state in replica.users.items()
+                if partition_for(user, partitions) == partition
+            }
+        out = {}
+        for key, token in replica.tokens.items():
+            if partition_for(key, partitions) == partition:
+                # The guard numbers pair records of a source that is gone (a new
+                # broker restarts offsets at 0): the rebuilt token starts afresh.
+                rebuilt = TokenState(self.config.cooccurrence_capacity, self.config.half_life)
+                rebuilt.neighbours = token.neighbours
+                out[key] = rebuilt.pack()
+        return out
+
+    # -- worker-local views ------------------------------------------------------------
     def read_views(self) -> tuple[ItemCatalogue, Popularity, int]:
         """Catalogue and popularity of the durable event log (run in a thread at start)."""
         catalogue = ItemCatalogue()
@@ -275,126 +471,38 @@ class StreamingState:
         popularity.merge(self.popularity)
         self.catalogue, self.popularity = catalogue, popularity
 
-    # -- the three agents' bodies ---------------------------------------------
-    async def update_trajectories(self, items: list[tuple[dict[str, Any], Origin]]) -> None:
-        pairs_by_partition: dict[int, list[list[Any]]] = defaultdict(list)
-        partitions = self.settings.partitions
-        fresh_events: list[dict[str, Any]] = []
-        for user, pairs in group_by(items, _user).items():
-            entry = self.trajectories.entry(user)
-            trajectory, seen = entry
-            events = [e for e, _ in pairs if seen.admit(e["event_id"])]
-            if not events:
-                continue
-            origin = pairs[0][1]
-            fresh_events += events
-            trajectory.update_many(events)
-            # The session window rides on the trajectory's guard: same events, same agent.
-            window_entry = self.windows.entry(user)
-            window = window_entry[0]
-            for event in events:
-                if event["type"] == "impression":
-                    continue
-                q_key = token_key(event["item_id"], event["type"])
-                ts = event["ts"]
-                # An occurrence of q counts toward q's total (the denominator of P(.|q)).
-                pairs_by_partition[partition_for(q_key, partitions)].append([q_key, None, 1.0, ts])
-                for (p_item, p_type), weight in window.push(
-                    event["item_id"], event["type"], ts, event.get("session_id")
-                ):
-                    p_key = token_key(p_item, p_type)
-                    pairs_by_partition[partition_for(p_key, partitions)].append(
-                        [p_key, q_key, weight, ts]
-                    )
-            self.trajectories.put(user, entry, origin)
-            self.windows.put(user, window_entry, origin)
-        if not fresh_events:
-            return
-        self.catalogue.update_many(fresh_events)
-        self.popularity.update_many(fresh_events)
-        for partition, records in pairs_by_partition.items():
-            await self.send_chunked(self.pairs_topic, partition, records)
-        self.mark_dirty({e["user_id"] for e in fresh_events})
 
-    def update_bandits(self, items: list[tuple[dict[str, Any], Origin]]) -> None:
-        changed = set()
-        for user, pairs in group_by(items, _user).items():
-            entry = self.bandits.entry(user)
-            bandit, seen = entry
-            events = [e for e, _ in pairs if seen.admit(e["event_id"])]
-            if events:
-                bandit.update_many(events)
-                self.bandits.put(user, entry, pairs[0][1])
-                changed.add(user)
-        self.mark_dirty(changed)
+def register(app: Any, state: StateService, topic_stores: dict[str, str]) -> None:
+    """Wire the state into the app's rebalances, start-up and shutdown.
 
-    def update_cooccurrence(self, items: list[tuple[list[Any], Origin]]) -> None:
-        for p_key, pairs in group_by(items, _source_token).items():
-            entry = self.neighbours.entry(p_key)
-            neighbours, applied = entry
-            last = applied.offset
-            for (_, q_key, weight, ts), origin in pairs:
-                # Records of one message share its offset: skip whole redelivered messages.
-                if origin.message.offset <= last:
-                    continue
-                if q_key is None:
-                    neighbours.add_total(weight, ts)
-                else:
-                    neighbours.add(split_token_key(q_key), weight, ts)
-            newest = max(origin.message.offset for _, origin in pairs)
-            if applied.admit(newest):
-                self.neighbours.put(p_key, entry, pairs[0][1])
-
-    def mark_dirty(self, users: set[str]) -> None:
-        for user in users:
-            self.dirty_users.setdefault(user, None)
-
-
-def _source_token(record: list[Any]) -> str:
-    return record[0]
-
-
-def _decode_batches(batch: Iterable[Any]) -> list[tuple[Any, Origin]]:
-    """(item, the message it came in) for every item of a batch of internal messages."""
-    out: list[tuple[Any, Origin]] = []
-    for event in batch:
-        # Internal topics carry only what our own agents wrote: msgpack arrays.
-        out.extend((item, event) for item in decode_payload(event.message.value).items)
-    return out
-
-
-def register(app: TastestreamApp) -> StreamingState:
-    state = StreamingState(app)
-    app.streaming_state = state
-    settings = app.settings
-    size, within = settings.ingest_batch_size, settings.ingest_batch_seconds
-
-    @app.agent(state.accepted_topic, name="trajectories")
-    async def trajectories(stream):
-        async for batch in stream.take_events(size, within=within):
-            await state.update_trajectories(_decode_batches(batch))
-            flush_changelogs(app)
-
-    @app.agent(state.accepted_topic, name="bandits")
-    async def bandits(stream):
-        async for batch in stream.take_events(size, within=within):
-            state.update_bandits(_decode_batches(batch))
-            flush_changelogs(app)
-
-    @app.agent(state.pairs_topic, name="cooccurrence")
-    async def cooccurrence(stream):
-        async for batch in stream.take_events(size, within=within):
-            state.update_cooccurrence(_decode_batches(batch))
-            flush_changelogs(app)
+    ``topic_stores`` maps each consumed topic to the store its partitions own.
+    """
 
     @app.on_partitions_revoked.connect
-    async def drop_caches(app, revoked, **kwargs: Any) -> None:
-        state.clear_caches()
+    async def revoke_state(app: Any, revoked: Any, **kwargs: Any) -> None:
+        await state.on_revoked()
+
+    @app.on_partitions_assigned.connect
+    async def assign_state(app: Any, assigned: Any, **kwargs: Any) -> None:
+        by_store: dict[str, set[int]] = {name: set() for name in topic_stores.values()}
+        for tp in assigned:
+            name = topic_stores.get(tp.topic)
+            if name is not None:
+                by_store[name].add(tp.partition)
+        while True:
+            try:
+                await state.on_assigned(by_store)
+                return
+            except Exception as exc:  # the broker may be away: keep serving, retry
+                log.warning("taking the assignment failed (%r); retrying in 1 s", exc)
+                await asyncio.sleep(1.0)
 
     @app.task
-    async def warm() -> None:
+    async def warm_views() -> None:
         catalogue, popularity, n = await asyncio.to_thread(state.read_views)
         state.adopt_views(catalogue, popularity)
         log.info("catalogue and popularity warmed from %d logged events", n)
 
-    return state
+    @app.on_before_shutdown.connect
+    async def finish_snapshots(app: Any, **kwargs: Any) -> None:
+        await state.flush_snapshots()

@@ -190,8 +190,8 @@ class MapCache:
 
 def map_body(app: Any, cache: MapCache, user_id: str) -> dict[str, Any]:
     """The map JSON for ``user_id`` from this worker's live model and state."""
-    serving = getattr(app, "serving", None)
-    model = serving.live_model if serving is not None else None
+    services = app.services
+    model = services.models.live_model
     body: dict[str, Any] = {
         "user_id": user_id,
         "model_version": None,
@@ -215,8 +215,9 @@ def map_body(app: Any, cache: MapCache, user_id: str) -> dict[str, Any]:
             else f"Projecting model {model.version} to 2D; the map appears in a moment."
         )
         return body
-    catalogue = app.streaming_state.catalogue
-    trajectory = app.streaming_state.trajectories.get(user_id)
+    catalogue = services.state.catalogue
+    user_state = services.state.user(user_id)
+    trajectory = user_state.trajectory if user_state is not None else None
     recent = trajectory.recent(TRAJECTORY_POINTS) if trajectory is not None else []
     where = item_map.locate(item for item, _, _ in recent)
     user = item_map.user_point([(item, etype) for item, etype, _ in recent])
@@ -250,7 +251,7 @@ def map_body(app: Any, cache: MapCache, user_id: str) -> dict[str, Any]:
     return body
 
 
-def register(app: Any) -> MapCache:
+def register(app: Any, events_topic: Any) -> MapCache:
     """Add the page and its JSON endpoints to ``app`` (once; later calls are no-ops)."""
     existing = getattr(app, "ui_maps", None)
     if existing is not None:
@@ -274,8 +275,7 @@ def register(app: Any) -> MapCache:
             async def local() -> web.Response:
                 return self.json(map_body(app, cache, user_id))
 
-            table = app.streaming_state.trajectories.table
-            return await routed(app, table, user_id, self, request, local)
+            return await routed(app, events_topic, user_id, self, request, local)
 
     @app.page("/ui/api/items")
     class Items(web.View):
@@ -283,7 +283,7 @@ def register(app: Any) -> MapCache:
             ids = [x for x in request.query.get("ids", "").split(",") if x]
             if len(ids) > 1000:
                 return error(self, 400, f"at most 1000 ids, got {len(ids)}")
-            catalogue = app.streaming_state.catalogue
+            catalogue = app.services.state.catalogue
             return self.json(
                 {
                     "items": {

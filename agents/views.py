@@ -1,73 +1,49 @@
-"""HTTP API of the worker (Faust web, aiohttp).
+"""HTTP API of the worker (Faust web, aiohttp), grouped by resource.
 
-``POST /events``                 one event or a JSON array; 202 {"accepted", "rejected"}
-``GET /users/{user_id}/history`` the user's last events, newest first (routed to the owner)
-``GET /health``                  broker and Redis reachability; 200 or 503
-``GET /metrics``                 Prometheus text
+events     ``POST /events``
+users      ``GET /users/{user_id}/history``, ``/state``, ``/recommendations``
+           (answered by the worker that owns the user: requests are routed by the
+           events topic's assignment)
+items      ``GET /items/{item_id}/similar`` (routed to the owner of the seed token)
+health     ``GET /health``, ``/health/live``, ``/health/ready``, ``GET /metrics``
+internal   ``POST /internal/token-states`` (worker to worker)
+
+Every malformed parameter or body is a ``400`` naming the field. When
+``TASTESTREAM_API_TOKEN`` is set, writes and ``/internal/*`` need
+``Authorization: Bearer <token>`` (reads too with ``api_token_reads``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import hmac
+import json
+import math
 import time
 from collections import defaultdict
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgpack
-import redis.asyncio as aioredis
-from confluent_kafka.admin import AdminClient
 from faust import web
 from faust.exceptions import SameNode
 from faust.web.exceptions import ServiceUnavailable
 
-from agents.app import TastestreamApp
+from agents.app import Services, TastestreamApp
+from agents.recommend import RequestError
+from models.sessions import INTERACTION_TYPES
+from models.user_state import UserState, token_key
+
+#: An HTTP request body may be this large at most.
+from streams.codecs import MAX_BATCH_BYTES as MAX_BODY_BYTES
 from streams.codecs import DecodeError, decode_payload, encode_events
 from streams.events import EventError, validate_event
 from streams.topics import partition_for
 
-#: An HTTP request body may be this large at most.
-MAX_BODY_BYTES = 16 * 1024 * 1024
-
-
-def error(view: web.View, status: int, message: str, **extra: Any) -> web.Response:
-    return view.json({"error": message, **extra}, status=status)
-
-
-async def _broker_ok(bootstrap: str) -> tuple[bool, str]:
-    def probe() -> tuple[bool, str]:
-        admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
-        try:
-            meta = admin.list_topics(timeout=2.0)
-            return True, f"{len(meta.brokers)} broker(s)"
-        except Exception as exc:
-            return False, str(exc)
-
-    return await asyncio.to_thread(probe)
-
-
-async def _redis_ok(client: aioredis.Redis) -> tuple[bool, str]:
-    try:
-        await asyncio.wait_for(client.ping(), timeout=2.0)
-        return True, "pong"
-    except Exception as exc:
-        return False, str(exc) or type(exc).__name__
-
-
-def worker_state(app: TastestreamApp) -> dict[str, Any]:
-    """Which events partitions this worker owns, and whether it is serving them."""
-    events_topic = app.settings.topics.events.name
-    try:
-        assigned = sorted(
-            tp.partition for tp in app.consumer.assignment() if tp.topic == events_topic
-        )
-    except Exception:
-        assigned = []
-    recovered = app.tables.recovery.completed.is_set() if app.tables.recovery else False
-    ready = bool(assigned) and recovered and not app.rebalancing and not app.in_recovery
-    return {"partitions": assigned, "ready": ready}
-
-
-INTERACTIONS = ("view", "click", "favorite", "cart", "purchase")
+#: Seconds a request waits for routing while partitions move (a rebalance).
+ROUTING_WAIT_SECONDS = 8.0
+MAX_K = 500
 PAST_TENSE = {
     "view": "viewed",
     "click": "clicked",
@@ -75,43 +51,167 @@ PAST_TENSE = {
     "cart": "carted",
     "purchase": "bought",
 }
-MAX_K = 500
 
 
+class Reroute(Exception):
+    """The local worker is not (yet) the owner after all: route the request again."""
+
+
+class BadRequest(ValueError):
+    """A parameter or body the caller must fix; ``field`` names it."""
+
+    def __init__(self, field: str, message: str) -> None:
+        self.field = field
+        super().__init__(f"{field}: {message}")
+
+
+def error(view: web.View, status: int, message: str, **extra: Any) -> web.Response:
+    return view.json({"error": message, **extra}, status=status)
+
+
+# -- parameters ------------------------------------------------------------------
 def parse_k(raw: str | None, default: int) -> int:
     """``k`` from a query string: a whole number from 1 to MAX_K."""
     if raw is None:
         return default
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_K:
-        raise ValueError(f"k must be a whole number from 1 to {MAX_K}, got {raw!r}")
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_K:
+        raise BadRequest("k", f"must be a whole number from 1 to {MAX_K}, got {raw[:32]!r}")
     return int(raw)
+
+
+def parse_limit(raw: str | None) -> int | None:
+    if raw is None:
+        return None
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 6:
+        raise BadRequest("limit", f"must be a whole number from 0 to 999999, got {raw[:32]!r}")
+    return int(raw)
+
+
+def parse_at(raw: str | None) -> float:
+    """``at``: epoch seconds (decayed values are read as of it); default now."""
+    if raw is None:
+        return time.time()
+    try:
+        value = float(raw)
+    except ValueError:
+        raise BadRequest("at", f"must be epoch seconds, got {raw[:32]!r}") from None
+    if not math.isfinite(value) or not 0 <= value <= 1e11:
+        raise BadRequest("at", f"must be epoch seconds from 0 to 1e11, got {raw[:32]!r}")
+    return value
 
 
 def parse_interaction(raw: str | None, name: str, default: str) -> str:
     value = raw or default
-    if value not in INTERACTIONS:
-        raise ValueError(f"{name} must be one of {', '.join(INTERACTIONS)}, got {value!r}")
+    if value not in INTERACTION_TYPES:
+        raise BadRequest(name, f"must be one of {', '.join(INTERACTION_TYPES)}, got {value[:32]!r}")
     return value
 
 
+def parse_seed(raw: str | None) -> int | None:
+    if raw is None:
+        return None
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
+        raise BadRequest("seed", f"must be a whole number, got {raw[:32]!r}")
+    return int(raw)
+
+
+def parse_exclude(raw: str | None) -> frozenset[str]:
+    items = frozenset(x for x in (raw or "").split(",") if x)
+    if len(items) > 1000:
+        raise BadRequest("exclude", f"at most 1000 items, got {len(items)}")
+    return items
+
+
+# -- routing ----------------------------------------------------------------------
 async def routed(
-    app: TastestreamApp, table: Any, key: str, view: web.View, request: web.Request, local: Any
+    app: TastestreamApp,
+    topic: Any,
+    key: str,
+    view: web.View,
+    request: web.Request,
+    local: Callable[[], Awaitable[web.Response]],
 ) -> web.Response:
-    """Answer here if this worker owns ``key`` in ``table``, else forward to the owner."""
-    try:
-        return await app.router.route_req(table.name, key, view.web, request)
-    except SameNode:
-        return await local()
-    except ServiceUnavailable:
-        return error(view, 503, "no worker owns this key yet (rebalancing); retry shortly")
+    """Answer here if this worker owns ``key``'s partition of ``topic``, else forward.
+
+    While partitions move (a rebalance) no worker owns the key: wait briefly
+    for the assignment rather than fail.
+    """
+    deadline = time.monotonic() + ROUTING_WAIT_SECONDS
+    while True:
+        try:
+            return await app.router.route_topic_req(
+                topic, key.encode("utf-8", "surrogatepass"), view.web, request
+            )
+        except SameNode:
+            try:
+                return await local()
+            except Reroute:
+                if time.monotonic() > deadline:
+                    return error(view, 503, "this key's state is being recovered; retry shortly")
+                await asyncio.sleep(0.1)
+        except (ServiceUnavailable, KeyError, TypeError, AttributeError):
+            # Faust raises these until the assignment and its metadata are known.
+            if time.monotonic() > deadline:
+                return error(view, 503, "no worker owns this key yet (rebalancing); retry shortly")
+            await asyncio.sleep(0.1)
+        except Exception as exc:  # the owner went away mid-request
+            if time.monotonic() > deadline:
+                return error(view, 503, f"the owning worker did not answer: {exc!r}")
+            await asyncio.sleep(0.2)
+
+
+def authorised(services: Services, request: web.Request, write: bool) -> bool:
+    token = services.settings.api_token
+    if not token or (not write and not services.settings.api_token_reads):
+        return True
+    given = request.headers.get("Authorization", "")
+    return hmac.compare_digest(given.encode(), f"Bearer {token}".encode())
+
+
+def worker_state(app: TastestreamApp, services: Services) -> dict[str, Any]:
+    """This worker's partitions and whether a request for them would succeed now."""
+    state = services.state
+    return {
+        "partitions": sorted(state.assigned["users"]),
+        "token_partitions": sorted(state.assigned["tokens"]),
+        "recovered": state.ready(),
+        "ready": state.ready() and not app.rebalancing,
+    }
+
+
+def user_state_body(user: UserState, user_id: str, now: float) -> dict[str, Any]:
+    """What the streaming state knows of a user (``GET /users/{id}/state``)."""
+    trajectory, bandit = user.trajectory, user.bandit
+    arms = []
+    for kind, arm_id in bandit.arms():
+        alpha, beta = bandit.posterior((kind, arm_id), now)
+        arms.append(
+            {
+                "kind": kind,
+                "id": arm_id,
+                "alpha": alpha,
+                "beta": beta,
+                "mean": alpha / (alpha + beta),
+            }
+        )
+    return {
+        "user_id": user_id,
+        "seeds": {t: trajectory.seeds(t) for t in INTERACTION_TYPES},
+        "top_items": [{"item_id": i, "weight": w} for i, w in trajectory.top_items(20, now)],
+        "top_sellers": [{"seller": s, "weight": w} for s, w in trajectory.top_sellers(20, now)],
+        "purchased": list(trajectory.purchased),
+        "first_seen": trajectory.first_seen,
+        "last_seen": trajectory.last_seen,
+        "tokens": len(trajectory),
+        "events": len(user),
+        "bandit_arms": sorted(arms, key=lambda a: (-a["mean"], a["kind"], a["id"])),
+    }
 
 
 def cooccurrence_similar(
-    app: TastestreamApp, item_id: str, from_type: str, to_type: str, k: int
+    services: Services, item_id: str, from_type: str, to_type: str, k: int
 ) -> list[dict[str, Any]]:
-    from agents.state import token_key
-
-    neighbours = app.streaming_state.neighbours.get(token_key(item_id, from_type))
+    neighbours = services.state.neighbours((item_id, from_type))
     if neighbours is None:
         return []
     items = []
@@ -130,169 +230,288 @@ def cooccurrence_similar(
     return items
 
 
-def register(app: TastestreamApp) -> None:
-    ingest = app.ingest
-    settings = app.settings
-    redis_client: list[aioredis.Redis] = []
+def decode_body(body: bytes, content_type: str) -> list[Any]:
+    """The events of a ``POST /events`` body (one event or an array), or BadRequest."""
+    if not body.strip():
+        raise BadRequest("body", "is empty; expected a JSON object or an array of objects")
+    if "msgpack" in content_type:
+        try:
+            items = msgpack.unpackb(body, raw=False, strict_map_key=False)
+        except Exception as exc:
+            raise BadRequest("body", f"undecodable msgpack: {str(exc)[:200]}") from None
+        return items if isinstance(items, list) else [items]
+    if body.lstrip()[:1] not in (b"{", b"["):
+        try:
+            value = json.loads(body)
+        except (ValueError, RecursionError):
+            raise BadRequest(
+                "body", "is not JSON; expected a JSON object or an array of objects"
+            ) from None
+        kind = {str: "a string", bool: "a boolean", type(None): "null"}.get(type(value), "a number")
+        raise BadRequest("body", f"expected a JSON object or an array of objects, got {kind}")
+    try:
+        return decode_payload(body).items
+    except (DecodeError, ValueError, TypeError, RecursionError) as exc:
+        raise BadRequest("body", f"is not valid JSON: {str(exc)[:200]}") from None
 
-    def redis() -> aioredis.Redis:
-        if not redis_client:
-            redis_client.append(aioredis.Redis.from_url(settings.redis_url))
-        return redis_client[0]
 
-    app.redis = redis
+def register(app: TastestreamApp, services: Services, events_topic: Any, pairs_topic: Any) -> None:
+    settings = services.settings
+    state = services.state
+    metrics = services.metrics
+    recommender = services.recommender
 
+    def owned_here(store: Any, partition: int) -> None:
+        """Raise :class:`Reroute` unless ``partition`` is owned here and recovered."""
+        if not state.settled.is_set() or not store.is_ready(partition):
+            raise Reroute
+        if partition not in state.assigned[store.name]:
+            raise Reroute
+
+    def by_user(view: web.View, request: web.Request, user_id: str, local: Any) -> Any:
+        async def when_ready() -> web.Response:
+            owned_here(state.users, state.user_partition(user_id))
+            return await local()
+
+        return routed(app, events_topic, user_id, view, request, when_ready)
+
+    # -- events -------------------------------------------------------------------
     @app.page("/events")
     class Events(web.View):
         async def post(self, request: web.Request) -> web.Response:
+            if not authorised(services, request, write=True):
+                metrics.inc("tastestream_http_rejected_total", labels={"reason": "unauthorised"})
+                return error(self, 401, "missing or wrong Authorization: Bearer token")
             body = await request.read()
             if len(body) > MAX_BODY_BYTES:
+                metrics.inc("tastestream_http_rejected_total", labels={"reason": "too_large"})
                 return error(self, 413, f"body is {len(body)} bytes; the limit is {MAX_BODY_BYTES}")
-            content_type = request.headers.get("Content-Type", "")
             try:
-                if "msgpack" in content_type:
-                    items = msgpack.unpackb(body, raw=False)
-                    items = items if isinstance(items, list) else [items]
-                else:
-                    items = decode_payload(body).items
-            except (DecodeError, ValueError) as exc:
-                return error(self, 400, f"undecodable body: {exc}")
+                items = decode_body(body, request.headers.get("Content-Type", ""))
+            except BadRequest as exc:
+                metrics.inc("tastestream_http_rejected_total", labels={"reason": "body"})
+                return error(self, 400, str(exc), field=exc.field)
             rejected = []
             by_partition: dict[int, list[dict[str, Any]]] = defaultdict(list)
+            seen_ids: set[str] = set()
+            duplicates = 0
             for index, raw in enumerate(items):
                 try:
                     event = validate_event(raw)
                 except EventError as exc:
                     rejected.append({"index": index, "field": exc.field, "reason": str(exc)})
+                    metrics.inc("tastestream_http_rejected_total", labels={"reason": "event"})
                     continue
+                except Exception as exc:  # hostile values the validator did not foresee
+                    rejected.append({"index": index, "field": None, "reason": repr(exc)[:200]})
+                    metrics.inc("tastestream_http_rejected_total", labels={"reason": "event"})
+                    continue
+                if event["event_id"] in seen_ids:
+                    duplicates += 1
+                    continue
+                seen_ids.add(event["event_id"])
                 by_partition[partition_for(event["user_id"], settings.partitions)].append(event)
-            sends = [
-                await ingest.events_topic.send(
-                    key=events[0]["user_id"].encode(),
-                    value=encode_events(events),
-                    partition=partition,
+            sends = []
+            for partition, events in by_partition.items():
+                key = events[0]["user_id"].encode("utf-8", "surrogatepass")
+                sends.append(
+                    await app.producer.send(
+                        events_topic.get_topic_name(),
+                        key,
+                        encode_events(events),
+                        partition,
+                        None,
+                        None,
+                    )
                 )
-                for partition, events in by_partition.items()
-            ]
             # 202 only once the broker has the events: a lost send is an error, not a success.
-            await asyncio.gather(*sends)
+            try:
+                await asyncio.gather(*sends)
+            except Exception as exc:
+                metrics.inc("tastestream_http_rejected_total", labels={"reason": "broker"})
+                return error(self, 503, f"the broker did not take the events: {exc!r}"[:300])
             accepted = sum(len(v) for v in by_partition.values())
-            app.metrics.inc("tastestream_http_events_total", accepted)
-            return self.json({"accepted": accepted, "rejected": rejected}, status=202)
+            metrics.inc("tastestream_http_events_total", accepted)
+            return self.json(
+                {"accepted": accepted, "duplicates": duplicates, "rejected": rejected}, status=202
+            )
 
+    # -- users --------------------------------------------------------------------
     @app.page("/users/{user_id}/history")
     class History(web.View):
-        @app.table_route(table=ingest.history, match_info="user_id")
         async def get(self, request: web.Request, user_id: str) -> web.Response:
-            state = ingest.history.get(user_id)
-            if state is None:
-                return error(self, 404, f"no events for user {user_id!r}", user_id=user_id)
-            limit = request.query.get("limit")
-            events = state["events"]
-            if limit is not None:
-                if not limit.isdigit():
-                    return error(self, 400, f"limit must be a non-negative integer, got {limit!r}")
-                events = events[: int(limit)]
-            return self.json({"user_id": user_id, "events": events})
+            if not authorised(services, request, write=False):
+                return error(self, 401, "missing or wrong Authorization: Bearer token")
+            try:
+                limit = parse_limit(request.query.get("limit"))
+            except BadRequest as exc:
+                return error(self, 400, str(exc), field=exc.field)
+
+            async def local() -> web.Response:
+                user = state.user(user_id)
+                if user is None:
+                    return error(self, 404, f"no events for user {user_id!r}", user_id=user_id)
+                return self.json({"user_id": user_id, "events": user.events(limit)})
+
+            return await by_user(self, request, user_id, local)
 
     @app.page("/users/{user_id}/state")
-    class UserState(web.View):
-        """What the streaming state knows of a user: seeds, weights, bandit arms."""
-
-        @app.table_route(table=app.streaming_state.trajectories.table, match_info="user_id")
+    class UserStateView(web.View):
         async def get(self, request: web.Request, user_id: str) -> web.Response:
-            state = app.streaming_state
-            trajectory = state.trajectories.get(user_id)
-            if trajectory is None:
-                return error(self, 404, f"no state for user {user_id!r}", user_id=user_id)
-            try:  # decayed values are as of ``at`` (default now): comparable across calls
-                now = float(request.query.get("at", time.time()))
-            except ValueError:
-                return error(self, 400, "at must be epoch seconds")
-            bandit = state.bandits.get(user_id)
-            arms = []
-            if bandit is not None:
-                for kind, arm_id in bandit.arms():
-                    alpha, beta = bandit.posterior((kind, arm_id), now)
-                    arms.append(
-                        {
-                            "kind": kind,
-                            "id": arm_id,
-                            "alpha": alpha,
-                            "beta": beta,
-                            "mean": alpha / (alpha + beta),
-                        }
-                    )
-            body = {
-                "user_id": user_id,
-                "seeds": {t: trajectory.seeds(t) for t in INTERACTIONS},
-                "top_items": [
-                    {"item_id": i, "weight": w} for i, w in trajectory.top_items(20, now)
-                ],
-                "top_sellers": [
-                    {"seller": s, "weight": w} for s, w in trajectory.top_sellers(20, now)
-                ],
-                "purchased": list(trajectory.purchased),
-                "first_seen": trajectory.first_seen,
-                "last_seen": trajectory.last_seen,
-                "tokens": len(trajectory),
-                "bandit_arms": sorted(arms, key=lambda a: -a["mean"]),
-            }
-            return self.json(body)
+            if not authorised(services, request, write=False):
+                return error(self, 401, "missing or wrong Authorization: Bearer token")
+            try:
+                now = parse_at(request.query.get("at"))
+            except BadRequest as exc:
+                return error(self, 400, str(exc), field=exc.field)
 
+            async def local() -> web.Response:
+                user = state.user(user_id)
+                if user is None:
+                    return error(self, 404, f"no state for user {user_id!r}", user_id=user_id)
+                return self.json(user_state_body(user, user_id, now))
+
+            return await by_user(self, request, user_id, local)
+
+    @app.page("/users/{user_id}/recommendations")
+    class Recommendations(web.View):
+        async def get(self, request: web.Request, user_id: str) -> web.Response:
+            if not authorised(services, request, write=False):
+                return error(self, 401, "missing or wrong Authorization: Bearer token")
+            query = request.query
+            try:
+                k = parse_k(query.get("k"), settings.recs_k)
+                exclude = parse_exclude(query.get("exclude"))
+                seed = parse_seed(query.get("seed"))
+            except BadRequest as exc:
+                return error(self, 400, str(exc), field=exc.field)
+            surface = query.get("surface", "home")
+            item_id = query.get("item_id")
+
+            async def local() -> web.Response:
+                plain = not exclude and seed is None and item_id is None
+                hit = recommender.cached(user_id, surface, k) if plain else None
+                if hit is not None:
+                    metrics.inc("tastestream_recs_cache_hits_total")
+                    return self.json(hit)
+                try:
+                    body = await recommender.recommend(user_id, surface, k, exclude, item_id, seed)
+                except RequestError as exc:
+                    return error(self, 400, str(exc))
+                return self.json(body)
+
+            return await by_user(self, request, user_id, local)
+
+    # -- items --------------------------------------------------------------------
     @app.page("/items/{item_id}/similar")
     class Similar(web.View):
         async def get(self, request: web.Request, item_id: str) -> web.Response:
-            from agents.state import token_key
-
+            if not authorised(services, request, write=False):
+                return error(self, 401, "missing or wrong Authorization: Bearer token")
             try:
                 from_type = parse_interaction(request.query.get("from"), "from", "click")
                 to_type = parse_interaction(request.query.get("to"), "to", from_type)
                 k = parse_k(request.query.get("k"), settings.recs_k)
-            except ValueError as exc:
-                return error(self, 400, str(exc))
+            except BadRequest as exc:
+                return error(self, 400, str(exc), field=exc.field)
 
             async def local() -> web.Response:
-                serving = getattr(app, "serving", None)
-                items = serving.similar(item_id, from_type, to_type, k) if serving else None
-                version = serving.live_version if items is not None else None
+                models = services.models
+                items = models.similar(item_id, from_type, to_type, k)
+                version = models.live_version if items is not None else None
                 if items is None:
-                    items = cooccurrence_similar(app, item_id, from_type, to_type, k)
-                body = {
-                    "item_id": item_id,
-                    "from": from_type,
-                    "to": to_type,
-                    "model_version": version,
-                    "source": "model" if version else "cooccurrence",
-                    "items": items,
-                }
-                return self.json(body)
+                    items = cooccurrence_similar(services, item_id, from_type, to_type, k)
+                return self.json(
+                    {
+                        "item_id": item_id,
+                        "from": from_type,
+                        "to": to_type,
+                        "model_version": version,
+                        "source": "model" if version else "cooccurrence",
+                        "items": items,
+                    }
+                )
 
-            table = app.streaming_state.neighbours.table
-            return await routed(app, table, token_key(item_id, from_type), self, request, local)
+            key = token_key(item_id, from_type)
+
+            async def when_ready() -> web.Response:
+                owned_here(state.tokens, partition_for(key, settings.partitions))
+                return await local()
+
+            return await routed(app, pairs_topic, key, self, request, when_ready)
+
+    # -- health ---------------------------------------------------------------------
+    @app.page("/health/live")
+    class Live(web.View):
+        async def get(self, request: web.Request) -> web.Response:
+            return self.json({"live": True, "worker_id": app.worker_id, "time": time.time()})
+
+    async def readiness() -> tuple[bool, dict[str, Any]]:
+        redis_ok, _ = await services.redis.ping()
+        ws = worker_state(app, services)
+        routing = True
+        try:
+            app.router.external_topic_key_store(events_topic, b"probe")
+        except Exception:
+            routing = False
+        ready = ws["ready"] and routing
+        body = {
+            "status": "ready" if ready else "starting",
+            "ready": ready,
+            "routing": routing,
+            **ws,
+            "broker": services.broker.status(),
+            "redis": services.redis.status(),
+            "model_version": services.models.live_version,
+            "worker_id": app.worker_id,
+            "open": not settings.api_token,
+            "time": time.time(),
+        }
+        body["redis"]["ok"] = redis_ok
+        return ready, body
+
+    @app.page("/health/ready")
+    class Ready(web.View):
+        async def get(self, request: web.Request) -> web.Response:
+            ready, body = await readiness()
+            return self.json(body, status=200 if ready else 503)
 
     @app.page("/health")
     class Health(web.View):
         async def get(self, request: web.Request) -> web.Response:
-            (broker_ok, broker_detail), (redis_ok, redis_detail) = await asyncio.gather(
-                _broker_ok(settings.kafka_bootstrap), _redis_ok(redis())
-            )
-            body = {
-                "status": "ok" if broker_ok and redis_ok else "degraded",
-                "broker": {"ok": broker_ok, "url": settings.kafka_url, "detail": broker_detail},
-                "redis": {"ok": redis_ok, "url": settings.redis_url, "detail": redis_detail},
-                "worker_id": app.worker_id,
-                **worker_state(app),
-                "time": time.time(),
-            }
-            return self.json(body, status=200 if broker_ok and redis_ok else 503)
+            ready, body = await readiness()
+            # Redis away degrades (lists still served from memory); it does not unready.
+            body["status"] = ("ok" if body["redis"]["ok"] else "degraded") if ready else "starting"
+            return self.json(body, status=200 if ready else 503)
 
     @app.page("/metrics")
-    class Metrics(web.View):
+    class MetricsView(web.View):
         async def get(self, request: web.Request) -> web.Response:
-            state = worker_state(app)
-            app.metrics.set("tastestream_partitions_assigned", len(state["partitions"]))
-            app.metrics.set("tastestream_worker_ready", int(state["ready"]))
-            for partition, lag in ingest.lag().items():
-                app.metrics.set("tastestream_consumer_lag", lag, {"partition": str(partition)})
-            return self.text(app.metrics.render(), content_type="text/plain; version=0.0.4")
+            ws = worker_state(app, services)
+            metrics.set("tastestream_partitions_assigned", len(ws["partitions"]))
+            metrics.set("tastestream_worker_ready", int(ws["ready"]))
+            metrics.set("tastestream_state_users", state.users.count())
+            metrics.set("tastestream_state_tokens", state.tokens.count())
+            for partition, lag in services.ingest.lag(app.consumer).items():
+                metrics.set("tastestream_consumer_lag", lag, {"partition": str(partition)})
+            return self.text(metrics.render(), content_type="text/plain; version=0.0.4")
+
+    # -- internal -------------------------------------------------------------------
+    @app.page("/internal/token-states")
+    class TokenStates(web.View):
+        """Packed co-occurrence states of tokens this worker owns (worker to worker)."""
+
+        async def post(self, request: web.Request) -> web.Response:
+            if not authorised(services, request, write=True):
+                return error(self, 401, "missing or wrong Authorization: Bearer token")
+            try:
+                keys = (await request.json()).get("keys", [])
+                if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
+                    raise ValueError("keys must be a list of strings")
+            except Exception as exc:
+                return error(self, 400, f"body: {str(exc)[:200]}", field="keys")
+            out: dict[str, str | None] = {}
+            for key in keys[:1000]:
+                token = state.token(key)
+                out[key] = base64.b64encode(token.pack()).decode() if token is not None else None
+            return self.json(out)

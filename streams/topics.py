@@ -17,7 +17,7 @@ True
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aiokafka.partitioner import murmur2
 
@@ -32,6 +32,10 @@ class TopicSpec:
     doc: str
     #: True when the topic shares the events topic's partition count (co-partitioned by user).
     per_user: bool = True
+    #: Written and read only by the workers.
+    internal: bool = False
+    #: Topic configs set at creation (e.g. retention).
+    config: dict[str, str] = field(default_factory=dict)
 
 
 class Topics:
@@ -76,6 +80,34 @@ class Topics:
             per_user=False,
         )
 
+        # -- internal: written and read only by the workers --
+        self.cooccurrence_pairs = TopicSpec(
+            f"{prefix}.cooccurrence-pairs",
+            "none (partitioned by source token)",
+            "msgpack array of pair records",
+            "co-occurrence pair records counted by users' events, to the token's owner",
+            internal=True,
+        )
+        # Changelogs hold checkpoint groups (many keys per record), which cannot
+        # be compacted by key: keep them; snapshots bound what recovery reads.
+        keep = {"cleanup.policy": "delete", "retention.ms": "-1"}
+        self.user_changelog = TopicSpec(
+            f"{prefix}.user-state-changelog",
+            "none (partition = the users' partition)",
+            "msgpack checkpoint group {user: state}",
+            "write-behind changelog of the user states",
+            internal=True,
+            config=keep,
+        )
+        self.token_changelog = TopicSpec(
+            f"{prefix}.token-state-changelog",
+            "none (partition = the tokens' partition)",
+            "msgpack checkpoint group {token: state}",
+            "write-behind changelog of the token states",
+            internal=True,
+            config=keep,
+        )
+
     def all(self) -> list[TopicSpec]:
         return [
             self.events,
@@ -83,6 +115,9 @@ class Topics:
             self.recommendation_requests,
             self.recommendations,
             self.model_updates,
+            self.cooccurrence_pairs,
+            self.user_changelog,
+            self.token_changelog,
         ]
 
 

@@ -263,3 +263,126 @@ def kcat(tmp_path_factory) -> tuple[str, dict]:
     (shim / "librdkafka.so.1").symlink_to(wheel_lib)
     env = dict(os.environ, LD_LIBRARY_PATH=str(shim))
     return binary, env
+
+
+# -- steady streams and what they should have produced ----------------------------
+
+
+def stream_event(tag: str, user: int, k: int, ts: float) -> dict[str, Any]:
+    """The ``k``-th event of user ``user`` in a test stream (few items, so tokens stay small)."""
+    kinds = ("view", "click", "cart", "click", "favorite", "view", "purchase", "impression")
+    return {
+        "user_id": f"{tag}-u{user}",
+        "item_id": f"{tag}-i{(user * 3 + k * 5) % 13}",
+        "type": kinds[k % len(kinds)],
+        "ts": ts,
+        "event_id": f"{tag}-u{user}-e{k}",
+        "item": {"seller": f"{tag}-s{(user + k) % 4}", "category": f"c{k % 3}"},
+    }
+
+
+class SteadyStream:
+    """Sends one event per user per round from a thread; keeps what the broker acknowledged.
+
+    Every round is flushed before it counts as sent, so ``sent`` is exactly
+    what the broker acknowledged, per user in order.
+    """
+
+    def __init__(
+        self, settings: Settings, users: int, tag: str, pause: float = 0.05, max_rounds: int = 150
+    ) -> None:
+        import threading
+
+        self.settings = settings
+        self.users = users
+        self.tag = tag
+        self.pause = pause
+        self.max_rounds = max_rounds
+        self.sent: dict[str, list[dict[str, Any]]] = {f"{tag}-u{u}": [] for u in range(users)}
+        self.rounds = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self.error: BaseException | None = None
+
+    def _run(self) -> None:
+        from agents.producer import EventProducer
+
+        producer = EventProducer(self.settings, batch_size=50)
+        base = 1_767_225_600.0
+        try:
+            while not self._stop.is_set() and self.rounds < self.max_rounds:
+                k = self.rounds
+                events = [
+                    stream_event(self.tag, u, k, base + k * 7.0 + u * 0.001)
+                    for u in range(self.users)
+                ]
+                producer.send_many(events)
+                producer.flush()
+                for event in events:
+                    self.sent[event["user_id"]].append(event)
+                self.rounds += 1
+                time.sleep(self.pause)
+        except BaseException as exc:  # surfaced by stop()
+            self.error = exc
+
+    def start(self) -> SteadyStream:
+        self._thread.start()
+        return self
+
+    def stop(self) -> dict[str, list[dict[str, Any]]]:
+        self._stop.set()
+        self._thread.join(30)
+        if self.error is not None:
+            raise self.error
+        return self.sent
+
+    def total(self) -> int:
+        return sum(len(v) for v in self.sent.values())
+
+
+def expected_state(settings: Settings, sent: dict[str, list[dict[str, Any]]]):
+    """The state the workers must hold after ``sent``: the same fold, in one process."""
+    from agents.state import state_config
+    from models.stream_state import StreamState
+    from streams.events import validate_event
+
+    replica = StreamState(state_config(settings))
+    for events in sent.values():
+        replica.apply([validate_event(e) for e in events])
+    return replica
+
+
+def assert_state_matches(url: str, settings: Settings, sent: dict[str, list[dict]]) -> None:
+    """History, user state and co-occurrence served at ``url`` equal the replica's, exactly."""
+    from agents.views import user_state_body
+
+    replica = expected_state(settings, sent)
+    at = 1_800_000_000.0
+    for user, events in sent.items():
+        status, body = http("GET", f"{url}/users/{user}/history")
+        assert status == 200, (user, body)
+        got = [e["event_id"] for e in body["events"]]
+        assert got == [e["event_id"] for e in reversed(events)], f"history of {user}"
+        status, body = http("GET", f"{url}/users/{user}/state?at={at}")
+        want = json.loads(json.dumps(user_state_body(replica.user(user), user, at)))
+        assert status == 200 and body == want, f"state of {user}"
+    items = sorted({e["item_id"] for events in sent.values() for e in events})
+    for item in items[:6]:
+        for source, target in (("view", "click"), ("click", "cart")):
+            status, body = http("GET", f"{url}/items/{item}/similar?from={source}&to={target}&k=50")
+            assert status == 200, body
+            got = sorted((i["item_id"], i["p"]) for i in body["items"])
+            neighbours = replica.neighbours((item, source))
+            top = neighbours.top(target, 50, at) if neighbours is not None else []
+            want = sorted((i, round(min(p, 1.0), 6)) for i, _, p in top)
+            assert got == want, f"co-occurrence {item}:{source}->{target}"
+
+
+def assert_log_exact(settings: Settings, sent: dict[str, list[dict]]) -> None:
+    """The durable event log holds every sent event, once (as readers see it)."""
+    from streams.eventlog import read_logs
+
+    logged = [e["event_id"] for e in read_logs(settings.eventlog_path)]
+    want = sorted(e["event_id"] for events in sent.values() for e in events)
+    assert len(logged) == len(set(logged))
+    assert sorted(logged) == want

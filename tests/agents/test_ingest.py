@@ -186,14 +186,13 @@ def test_http_api(shared):
 
 
 def test_decode_keeps_good_events_of_a_batch_with_bad_ones():
-    """Pure: rejects in a batch keep their index, and good events keep their message."""
-    from agents.ingest import decode_messages
+    """Pure: rejects in a batch keep their index; good events around them are kept."""
+    from agents.ingest import decode_message
 
     user = "u-decode"
-    partition = partition_for(user, 4)
     batch = [{"user_id": user, "type": "view"}] * 3 + [event(user, 1)]
-    source = {"topic": "t", "partition": partition, "offset": 5}
-    other = (None, b"\xc1", {"topic": "t", "partition": partition, "offset": 4}, partition)
-    decoded = decode_messages([other, (None, msgpack.packb(batch), source, partition)], 4)
-    assert [r.index for r, _ in decoded.rejections] == [None, 0, 1, 2]
-    assert decoded.by_user[user] and decoded.origin[user] == 1  # the second message
+    events, rejections = decode_message(msgpack.packb(batch))
+    assert [r[0] for r in rejections] == [0, 1, 2]
+    assert [e["user_id"] for e in events] == [user]
+    events, rejections = decode_message(b"\xc1")
+    assert events == [] and [r[0] for r in rejections] == [None]

@@ -106,7 +106,7 @@ def test_user_gets_cooccurrence_candidates_filtered_and_explained(shared, catalo
 def test_bad_requests_get_clear_errors(shared):
     for query, words in [
         ("surface=nope", "unknown surface"),
-        ("k=0", "k must be"),
+        ("k=0", "k: must be"),
         ("surface=item", "needs item_id"),
     ]:
         status, body = recs(shared, "u1", query)

@@ -105,10 +105,10 @@ def test_old_counts_decay(shared):
 
 def test_similar_rejects_bad_parameters(shared):
     for query, words in [
-        ("from=like", "from must be one of"),
-        ("to=zap", "to must be one of"),
-        ("k=0", "k must be"),
-        ("k=abc", "k must be"),
+        ("from=like", "from: must be one of"),
+        ("to=zap", "to: must be one of"),
+        ("k=0", "k: must be"),
+        ("k=abc", "k: must be"),
     ]:
         status, body = http("GET", f"{shared.url}/items/x/similar?{query}")
         assert status == 400 and words in body["error"]
