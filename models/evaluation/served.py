@@ -8,9 +8,9 @@ way the deployment builds it:
   :func:`models.model_version.write_version` and read back by
   :func:`models.model_version.load_version`, HNSW indexes included);
 * the streaming state folded over the training events by the functions the
-  agents call (:func:`fold_state`: trajectories, bandits, the co-occurrence
-  sketches with their decay and capacity, popularity, the catalogue), read at
-  the cut.
+  worker calls (:func:`fold_state`, a :class:`~models.stream_state.StreamState`:
+  trajectories, bandits, the co-occurrence sketches with their decay and
+  capacity, popularity, the catalogue), read at the cut.
 
 Its rows: ``similar`` (:func:`models.candidates.similar.similar_items`, the
 ``/items/{id}/similar`` answer with its fallbacks), its parts alone (the
@@ -24,107 +24,38 @@ from __future__ import annotations
 import tempfile
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Any
 
 import numpy as np
 
-from models.bandit import UserBandit
 from models.candidates.similar import similar_items
-from models.catalogue import ItemCatalogue
-from models.cooccurrence import TokenNeighbours, build_neighbours
 from models.evaluation.metrics import Task
 from models.evaluation.rows import Row
 from models.evaluation.split import EvalData, Event
 from models.model_version import LoadedModel, load_version, write_version
-from models.popularity import Popularity
 from models.sessions import Token
+from models.stream_state import StreamState
 from models.surfaces import Surface, build_context, generate, load_surfaces
 from models.training import TrainingParams, train_version
-from models.trajectory import UserTrajectory
+from models.user_state import StateConfig
+
+#: Candidates per source: the worker's ``recs_per_source``.
+DEFAULT_PER_SOURCE = 50
 
 ITEM_TASKS = frozenset({"item-to-item", "click-to-cart", "cart-to-cart"})
 
 
-@dataclass(frozen=True)
-class StateConfig:
-    """The worker's state settings (defaults are ``agents.settings.Settings``')."""
+def fold_state(events: Iterable[Event], config: StateConfig | None = None) -> StreamState:
+    """The worker's state after canonical events (with ``event_id``), folded in the given order.
 
-    half_life: float = 7 * 86400.0
-    session_gap_seconds: float = 1800.0
-    cooccurrence_window: int = 20
-    cooccurrence_capacity: int = 200
-    impression_window_seconds: float = 1800.0
-    popularity_half_life: float = 86400.0
-    per_source: int = 50
-
-
-@dataclass
-class UserState:
-    """One user's state: what ``StreamState.user(user_id)`` returns."""
-
-    trajectory: UserTrajectory
-    bandit: UserBandit
-
-
-class FoldedState:
-    """The worker's state after a stream of events, in memory.
-
-    A stand-in with the interface of ``models.stream_state.StreamState``
-    (``user``, ``neighbours``, ``popularity``, ``catalogue``) until that lands:
-    :func:`fold_state` is the one place to swap.
+    :class:`models.stream_state.StreamState` folds with the functions the
+    worker calls per message (users, co-occurrence tokens, catalogue,
+    popularity), so what it serves here is what a worker would serve.
     """
-
-    def __init__(
-        self,
-        users: dict[str, UserState],
-        neighbours: dict[Token, TokenNeighbours],
-        popularity: Popularity,
-        catalogue: ItemCatalogue,
-    ) -> None:
-        self._users = users
-        self._neighbours = neighbours
-        self.popularity = popularity
-        self.catalogue = catalogue
-
-    def user(self, user_id: str) -> UserState | None:
-        return self._users.get(user_id)
-
-    def neighbours(self, token: Token) -> TokenNeighbours | None:
-        return self._neighbours.get(token)
-
-
-def fold_state(events: Iterable[Event], config: StateConfig = StateConfig()) -> FoldedState:
-    """Fold events (in time order, impressions included) as the state agents do.
-
-    Each user's trajectory and bandit take that user's events in order; the
-    co-occurrence pairs come from each user's session window
-    (:func:`models.cooccurrence.build_neighbours`, the agents' rule); popularity
-    and the catalogue see every event.
-    """
-    events = list(events)
-    by_user: dict[str, list[Event]] = {}
-    for event in events:
-        by_user.setdefault(event["user_id"], []).append(event)
-    users = {}
-    for user, mine in by_user.items():
-        trajectory = UserTrajectory(half_life=config.half_life)
-        trajectory.update_many(mine)
-        bandit = UserBandit(half_life=config.half_life, window=config.impression_window_seconds)
-        bandit.update_many(mine)
-        users[user] = UserState(trajectory, bandit)
-    neighbours = build_neighbours(
-        events,
-        capacity=config.cooccurrence_capacity,
-        half_life=config.half_life,
-        size=config.cooccurrence_window,
-        gap_seconds=config.session_gap_seconds,
-    )
-    popularity = Popularity(half_life=config.popularity_half_life)
-    popularity.update_many(events)
-    catalogue = ItemCatalogue()
-    catalogue.update_many(events)
-    return FoldedState(users, neighbours, popularity, catalogue)
+    state = StreamState(config or StateConfig())
+    state.apply(events)
+    return state
 
 
 def publish_and_load(events: Sequence[Event], params: TrainingParams) -> LoadedModel:
@@ -141,31 +72,28 @@ class ServedSystem:
     def __init__(
         self,
         params: TrainingParams | None = None,
-        state: StateConfig = StateConfig(),
+        state: StateConfig | None = None,
         surfaces: Mapping[str, Surface] | None = None,
         seed: int = 0,
+        per_source: int = DEFAULT_PER_SOURCE,
     ) -> None:
         self.params = params or TrainingParams(seed=seed)
-        self.state_config = state
+        self.state_config = state or StateConfig()
         self.surfaces = surfaces or load_surfaces()
         self.seed = seed
+        self.per_source = per_source
         self.data: EvalData | None = None
         self.model: LoadedModel | None = None
-        self.state: FoldedState | None = None
+        self.state: StreamState | None = None
         self.train_seconds = 0.0
         self.fold_seconds = 0.0
 
     @classmethod
     def from_parts(
-        cls,
-        model: LoadedModel | None,
-        state: FoldedState,
-        *,
-        config: StateConfig = StateConfig(),
-        seed: int = 0,
+        cls, model: LoadedModel | None, state: StreamState, seed: int = 0
     ) -> ServedSystem:
         """A system around a model and a state already built (e.g. what a worker loaded)."""
-        system = cls(state=config, seed=seed)
+        system = cls(state=state.config, seed=seed)
         system.model, system.state = model, state
         return system
 
@@ -237,7 +165,7 @@ class ServedSystem:
             catalogue=self.state.catalogue,
             model=self.model,
             k=k,
-            per_source=self.state_config.per_source,
+            per_source=self.per_source,
             seed=self.seed,
         )
         return generate(self.surfaces[surface], ctx)
@@ -246,6 +174,7 @@ class ServedSystem:
         return {
             "training": asdict(self.params),
             "state": asdict(self.state_config),
+            "per_source": self.per_source,
             "model_seconds": round(self.train_seconds, 2),
             "fold_seconds": round(self.fold_seconds, 2),
         }
