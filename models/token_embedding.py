@@ -76,6 +76,9 @@ Progress = Callable[[dict[str, Any]], None] | None
 BACKENDS: tuple[str, ...] = ("numpy", "gensim")
 #: Sentence kinds :func:`models.training.sentences` makes (``EmbeddingParams.sentences``).
 SENTENCES: tuple[str, ...] = ("user", "session")
+#: Token type of the item-level tokens (``EmbeddingParams.item_tokens``): the
+#: type :class:`~models.ann_index.TokenIndex` keeps item-level vectors under.
+ITEM_TOKEN = "item"
 #: gensim trains on at most this many words of a sentence.
 GENSIM_MAX_WORDS = 10_000
 
@@ -130,6 +133,11 @@ class EmbeddingParams:
         (:func:`models.training.sentences`): ``"user"``, each user's whole
         sequence (real shop logs: a next-day cart is often of an item browsed
         in an earlier session), or ``"session"``.
+    item_tokens
+        Typed models: each event also puts its item-level token
+        ``(item_id, "item")`` in the sentence, right before its typed token, so
+        one model learns a vector per item beside the typed ones
+        (:meth:`TokenEmbedding.item_vectors`; the window counts both).
     """
 
     dim: int = 64
@@ -148,6 +156,7 @@ class EmbeddingParams:
     damping: float = 0.25
     backend: str = "gensim"
     sentences: str = "user"
+    item_tokens: bool = True
 
 
 def scatter_add_rows(
@@ -688,11 +697,12 @@ class TokenEmbedding:
         return result
 
     def item_vectors(self) -> tuple[list[str], np.ndarray]:
-        """One vector per item: the sum of its tokens' unit vectors (typed models).
+        """One vector per item: its item-level token's, else the sum of its tokens' unit vectors.
 
         An item-level neighbour search ("more like this item", whatever was
-        done with it) needs one point per item; the sum keeps every
-        interaction's direction and leans toward the item's most trained ones.
+        done with it) needs one point per item. A model trained with
+        ``item_tokens`` has one token per item for it; otherwise the sum of an
+        item's typed unit vectors keeps every interaction's direction.
 
         Returns
         -------
@@ -711,6 +721,9 @@ class TokenEmbedding:
         """
         if not self.params.typed:
             return [str(key) for key in self.vocab], self.vectors.copy()
+        own = [n for n, key in enumerate(self.vocab) if key[1] == ITEM_TOKEN]
+        if own:
+            return [self.vocab[n][0] for n in own], self.vectors[own].copy()
         rows: dict[str, int] = {}
         for key in self.vocab:
             rows.setdefault(key[0], len(rows))

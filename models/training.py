@@ -7,8 +7,9 @@ What a version holds (DESIGN.md sources 1 and 3):
   :func:`models.sessions.sessionise` with ``EmbeddingParams(sentences="session")``);
 * one HNSW index per token type over those vectors (M 64, ef_construction
   128, ef 256), for "nearest cart tokens to this click token", and one over
-  item-level vectors (:meth:`~models.token_embedding.TokenEmbedding.item_vectors`,
-  type :data:`~models.ann_index.UNTYPED`) for "items like this one";
+  item-level vectors (the item tokens learnt beside the typed ones,
+  :meth:`~models.token_embedding.TokenEmbedding.item_vectors`, type
+  :data:`~models.ann_index.UNTYPED`) for "items like this one";
 * matrix factorisation with BPR over weighted implicit feedback (Whatnot).
 
 Pure and CPU-heavy: call it from a CLI process or a thread, never inside an
@@ -42,7 +43,7 @@ import numpy as np
 from models.ann_index import TokenIndex
 from models.factorization import FactorizationParams, MatrixFactorization
 from models.sessions import DEFAULT_GAP_SECONDS, INTERACTION_TYPES, Token, sessionise
-from models.token_embedding import SENTENCES, EmbeddingParams, TokenEmbedding
+from models.token_embedding import ITEM_TOKEN, SENTENCES, EmbeddingParams, TokenEmbedding
 
 #: ``progress`` receives dicts with ``stage`` plus the stage's own keys
 #: (``epoch``, ``epochs``, ``loss``, ``elapsed`` for the two trainers).
@@ -129,9 +130,15 @@ def _stage(progress: Progress, stage: str) -> Callable[[dict[str, Any]], None] |
 
 
 def sentences(
-    events: list[dict[str, Any]], kind: str = "user", gap_seconds: float = DEFAULT_GAP_SECONDS
+    events: list[dict[str, Any]],
+    kind: str = "user",
+    gap_seconds: float = DEFAULT_GAP_SECONDS,
+    item_tokens: bool = False,
 ) -> list[list[Token]]:
     """The embedding's sentences: each user's tokens in time order, or each session's.
+
+    With ``item_tokens`` each event's ``(item_id, "item")`` token comes right
+    before its typed token (see ``EmbeddingParams.item_tokens``).
 
     Examples
     --------
@@ -139,16 +146,23 @@ def sentences(
     ...        for i, t in (("b", 5000.0), ("a", 0.0))]
     >>> sentences(evs, "user"), sentences(evs, "session")
     ([[('a', 'click'), ('b', 'click')]], [[('a', 'click')], [('b', 'click')]])
+    >>> sentences(evs, "session", item_tokens=True)[0]
+    [('a', 'item'), ('a', 'click')]
     """
     if kind not in SENTENCES:
         raise ValueError(f"sentences must be one of {', '.join(SENTENCES)}, not {kind!r}")
     if kind == "session":
-        return [s.tokens for s in sessionise(events, gap_seconds)]
-    by_user: dict[str, list[tuple[float, int, Token]]] = {}
-    for n, e in enumerate(events):
-        if e["type"] in INTERACTION_TYPES:
-            by_user.setdefault(e["user_id"], []).append((e["ts"], n, (e["item_id"], e["type"])))
-    return [[token for _, _, token in sorted(rows)] for _, rows in sorted(by_user.items())]
+        found = [s.tokens for s in sessionise(events, gap_seconds)]
+    else:
+        by_user: dict[str, list[tuple[float, int, Token]]] = {}
+        for n, e in enumerate(events):
+            if e["type"] in INTERACTION_TYPES:
+                token = (e["item_id"], e["type"])
+                by_user.setdefault(e["user_id"], []).append((e["ts"], n, token))
+        found = [[token for _, _, token in sorted(rows)] for _, rows in sorted(by_user.items())]
+    if item_tokens:
+        found = [[t for token in s for t in ((token[0], ITEM_TOKEN), token)] for s in found]
+    return found
 
 
 def train_version(
@@ -180,10 +194,12 @@ def train_version(
             f"{len(events)} events; at least {p.min_events} are needed to train a model"
         )
     begin = time.perf_counter()
+    with_items = p.embedding.typed and p.embedding.item_tokens
+    per_event = 2 if with_items else 1  # an item token rides with each typed one
     sessions = [
         s
-        for s in sentences(events, p.embedding.sentences, p.session_gap_seconds)
-        if len(s) >= p.min_session_tokens
+        for s in sentences(events, p.embedding.sentences, p.session_gap_seconds, with_items)
+        if len(s) >= p.min_session_tokens * per_event
     ]
     if not sessions:
         raise NotEnoughData(
@@ -215,7 +231,10 @@ def train_version(
 
     started = time.perf_counter()
     tokens, vectors = list(embedding.vocab), embedding.vectors
-    if embedding.params.typed:  # an untyped model's vectors are item-level already
+    has_item_tokens = (
+        any(token[1] == ITEM_TOKEN for token in tokens) if embedding.params.typed else True
+    )
+    if not has_item_tokens:  # item-level vectors from the typed ones
         items, item_vectors = embedding.item_vectors()
         tokens, vectors = [*tokens, *items], np.vstack([vectors, item_vectors])
     index = TokenIndex.build(
