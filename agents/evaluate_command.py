@@ -94,7 +94,12 @@ def _protocol(args: argparse.Namespace, events: list[dict[str, Any]]) -> Any:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """Run the evaluation; 0 on success, 2 when the input cannot be evaluated."""
+    import logging
+
     from agents.progress import Progress
+
+    # gensim logs every epoch's progress at INFO: the report's own lines say enough.
+    logging.getLogger("gensim").setLevel(logging.WARNING)
 
     def say(message: str) -> None:
         print(message, file=sys.stderr, flush=True)
