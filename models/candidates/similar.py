@@ -5,7 +5,12 @@ only items not already in the answer:
 
 1. ``model``: the live model's nearest ``to_type`` tokens to ``(item, from)``
    (the item's item-level vector when that token is rare or unknown; with
-   ``to_type=None``, item-level neighbours, one per item);
+   ``to_type=None``, item-level neighbours, one per item). A seed the model saw
+   fewer than ``min_count`` times gets no model answer and the chain goes on.
+   Measured (benchmarks/RESULTS.md): 2 or 3 lifts the two-hour Taobao slice
+   (novel item->item 2.5% -> 3.0-3.2%) but costs the dev users more (9.9% ->
+   7.7-6.7%): per-user sequences give rare items useful vectors there, so the
+   default is 1;
 2. ``cooccurrence``: the token's streaming co-occurrence targets
    (:class:`~models.cooccurrence.TokenNeighbours`, P(q|p)), for items newer
    than the model or with few neighbours in it;
@@ -54,6 +59,8 @@ from models.sessions import INTERACTION_TYPES
 
 #: The fallback chain, in order.
 SOURCES: tuple[str, ...] = ("model", "cooccurrence", "category", "seller", "trending")
+#: Training occurrences a seed token needs before the model answers for it.
+DEFAULT_MIN_COUNT = 1
 
 
 @dataclass(frozen=True)
@@ -67,16 +74,36 @@ class SimilarItems:
     sources: tuple[str, ...]
 
 
+def _count(model: TrainedModel, token: Any) -> int | None:
+    """How often the model's embedding saw ``token`` (``None``: the model does not say)."""
+    embedding = getattr(model, "embedding", None)
+    if embedding is None:
+        return None
+    row = embedding.index_of(token)
+    return 0 if row is None else int(embedding.counts[row])
+
+
 def _model_neighbours(
-    model: TrainedModel | None, item_id: str, from_type: str, to_type: str | None, k: int
+    model: TrainedModel | None,
+    item_id: str,
+    from_type: str,
+    to_type: str | None,
+    k: int,
+    min_count: int,
 ) -> list[tuple[str, float]]:
     index = getattr(model, "index", None) if model is not None else None
     if index is None:
         return []
+
+    def known(token: Any) -> bool:
+        count = _count(model, token)
+        return count is None or count >= min_count
+
+    item_token = (item_id, UNTYPED)
     if to_type is None:
-        return index.neighbours(item_id, UNTYPED, k)
-    vector = index.vector((item_id, from_type))
-    if vector is None:  # a rare or unseen token: its item's vector stands in
+        return index.neighbours(item_id, UNTYPED, k) if known(item_token) else []
+    vector = index.vector((item_id, from_type)) if known((item_id, from_type)) else None
+    if vector is None and known(item_token):  # a rare or unseen token: its item stands in
         vector = index.vector(item_id)
     if vector is None:
         return []
@@ -118,6 +145,7 @@ def similar_items(
     seller_of: SellerOf | None = None,
     seller_items: SellerItems | None = None,
     name_of: NameOf = str,
+    min_count: int = DEFAULT_MIN_COUNT,
 ) -> SimilarItems:
     """The ``k`` items most like ``(item_id, from_type)``, from the model down to trending.
 
@@ -143,6 +171,9 @@ def similar_items(
         Catalogue look-ups for the category and seller fallbacks.
     name_of
         Item id -> name for reasons.
+    min_count
+        Training occurrences a seed token (or its item) needs for the model to
+        answer (the model's ``embedding.counts``; a model without them always answers).
 
     Returns
     -------
@@ -172,7 +203,7 @@ def similar_items(
                 chosen[item] = Candidate(item, float(score), source, reason, dict(evidence))
 
     add(
-        _model_neighbours(model, item_id, from_type, to_type, k),
+        _model_neighbours(model, item_id, from_type, to_type, k, min_count),
         "model",
         f"people who {VERB.get(from_type, from_type)} {seed} "
         + (f"{TARGET_PHRASE.get(to_type, to_type)} this" if to_type else "liked this"),

@@ -117,6 +117,7 @@ class ServedSystem:
         model: bool = True,
         cooccurrence: bool = True,
         fallbacks: bool = True,
+        **options: Any,
     ) -> list[str]:
         """``similar_items`` for a seed token, with chosen parts of the chain switched on."""
         assert self.state is not None and self.data is not None, "fit first"
@@ -133,6 +134,7 @@ class ServedSystem:
             category_of=catalogue.category if fallbacks else None,
             seller_of=catalogue.seller if fallbacks else None,
             seller_items=catalogue.items_of_seller if fallbacks else None,
+            **options,
         )
         return [c.item_id for c in answer.items]
 
