@@ -71,6 +71,8 @@ class Services:
     recommender: Any  # agents.recommend.Recommender
     redis: Any  # agents.redis_client.RedisClient
     broker: Any  # agents.broker.BrokerWatch
+    experiments: Any  # agents.experiments.ExperimentService
+    impressions: Any  # agents.impressions.Impressions
 
 
 class TastestreamApp(faust.App):
@@ -97,14 +99,44 @@ def bytes_topic(app: faust.App, name: str, partitions: int, internal: bool = Fal
     )
 
 
+def kafka_credentials(settings: Settings) -> Any:
+    """Faust's (aiokafka's) credentials from the same settings the confluent-kafka clients use."""
+    protocol = settings.kafka_security_protocol.upper()
+    if protocol in ("", "PLAINTEXT"):
+        return None
+    import ssl
+
+    context = None
+    if protocol.endswith("SSL"):
+        context = ssl.create_default_context(cafile=settings.kafka_ssl_cafile or None)
+    if protocol.startswith("SASL"):
+        return faust.SASLCredentials(
+            username=settings.kafka_sasl_username,
+            password=settings.kafka_sasl_password,
+            mechanism=settings.kafka_sasl_mechanism or "PLAIN",
+            ssl_context=context,
+        )
+    return faust.SSLCredentials(context)
+
+
 def create_app(settings: Settings) -> TastestreamApp:
     """The configured app with every service, agent, timer and view registered."""
     if not settings.kafka_url:
         raise ValueError("create_app needs settings.kafka_url (start the stack first)")
-    from agents import cooccurrence, ingest, recommend, serving, state, ui, views
+    from agents import (
+        cooccurrence,
+        experiments,
+        impressions,
+        ingest,
+        recommend,
+        serving,
+        state,
+        ui,
+        views,
+    )
     from agents.broker import BrokerWatch
     from agents.redis_client import RedisClient
-    from streams.codecs import MAX_BATCH_BYTES as MAX_MESSAGE_BYTES
+    from streams.limits import KAFKA_MAX_MESSAGE_BYTES, MAX_MESSAGE_BYTES
 
     worker_id = settings.worker_id or f"{socket.gethostname()}-{settings.web_port}"
     faust_dir = settings.data_path / "faust" / worker_id
@@ -112,20 +144,21 @@ def create_app(settings: Settings) -> TastestreamApp:
     app = TastestreamApp(
         settings.topic_prefix,
         broker=settings.kafka_url,
+        broker_credentials=kafka_credentials(settings),
         autodiscover=False,
         topic_partitions=settings.partitions,
         topic_replication_factor=settings.replication_factor,
         producer_linger=settings.producer_linger_seconds,
-        # Forwarded batches and changelog groups may be as large as an input message.
-        producer_max_request_size=MAX_MESSAGE_BYTES + 64 * 1024,
-        consumer_max_fetch_size=max(MAX_MESSAGE_BYTES + 64 * 1024, 4 * 1024 * 1024),
+        # Forwarded batches and changelog records may be as large as an input message.
+        producer_max_request_size=KAFKA_MAX_MESSAGE_BYTES,
+        consumer_max_fetch_size=max(KAFKA_MAX_MESSAGE_BYTES, 4 * 1024 * 1024),
         broker_session_timeout=settings.session_timeout_seconds,
         broker_heartbeat_interval=max(settings.session_timeout_seconds / 4, 0.5),
         broker_commit_interval=settings.commit_interval_seconds,
         broker_commit_every=1_000_000,
         web_bind=settings.web_bind or settings.web_host,
         web_port=settings.web_port,
-        web_application_options={"client_max_size": MAX_MESSAGE_BYTES + 1024},
+        web_application_options={"client_max_size": MAX_MESSAGE_BYTES},
         canonical_url=f"http://{settings.web_host}:{settings.web_port}",
         datadir=str(faust_dir),
         # Faust keeps its own assignor (co-partitioned topics, and the host of
@@ -145,9 +178,15 @@ def create_app(settings: Settings) -> TastestreamApp:
     state_service = state.StateService(settings, send, metrics)
     redis = RedisClient(settings.redis_url, metrics)
     models = serving.ModelServer(settings, metrics)
-    ingest_service = ingest.Ingest(settings, worker_id, state_service, metrics)
+    impressions_service = impressions.Impressions(settings, worker_id, state_service, metrics, send)
+    experiment_service = experiments.ExperimentService(settings, metrics, models)
+    ingest_service = ingest.Ingest(
+        settings, worker_id, state_service, metrics, impressions_service.forward_engagements
+    )
     cooccurrence_service = cooccurrence.Cooccurrence(settings, state_service, metrics)
-    recommender = recommend.Recommender(settings, state_service, models, redis, metrics)
+    recommender = recommend.Recommender(
+        settings, state_service, models, redis, metrics, experiment_service, impressions_service
+    )
     app.services = Services(
         settings=settings,
         metrics=metrics,
@@ -158,22 +197,36 @@ def create_app(settings: Settings) -> TastestreamApp:
         recommender=recommender,
         redis=redis,
         broker=BrokerWatch(settings, metrics),
+        experiments=experiment_service,
+        impressions=impressions_service,
     )
     events_topic = bytes_topic(app, settings.topics.events.name, settings.partitions)
     pairs_topic = bytes_topic(
         app, settings.topics.cooccurrence_pairs.name, settings.partitions, internal=True
     )
-    state.register(app, state_service, {events_topic.get_topic_name(): "users",
-                                        pairs_topic.get_topic_name(): "tokens"})  # fmt: skip
+    impressions_topic = bytes_topic(
+        app, settings.topics.impressions.name, settings.partitions, internal=True
+    )
+    topic_stores = {
+        events_topic.get_topic_name(): "users",
+        pairs_topic.get_topic_name(): "tokens",
+        impressions_topic.get_topic_name(): impressions.STORE,
+    }
+    state.register(app, state_service, topic_stores)
     ingest.register(app, ingest_service, events_topic)
     cooccurrence.register(app, cooccurrence_service, pairs_topic)
     serving.register(app, models)
     recommend.register(app, recommender, events_topic, pairs_topic)
     views.register(app, app.services, events_topic, pairs_topic)
+    impressions.register(app, impressions_service, impressions_topic)
+    experiments.register(app, experiment_service)
 
     @app.task
     async def watch_broker() -> None:
         await app.services.broker.run(lambda: app.should_stop)
 
     ui.register(app, events_topic)
+    from agents import state_routes
+
+    state_routes.register(app, app.services)
     return app

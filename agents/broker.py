@@ -39,9 +39,7 @@ class BrokerWatch:
 
     def _check(self) -> tuple[bool, str, list[str]]:
         if self._admin is None:
-            self._admin = AdminClient(
-                {"bootstrap.servers": self.settings.kafka_bootstrap, "log_level": 0}
-            )
+            self._admin = AdminClient({**self.settings.kafka_client_config(), "log_level": 0})
         meta = self._admin.list_topics(timeout=2.0)
         missing = [s.name for s in self.settings.topics.all() if s.name not in meta.topics]
         created = ensure_topics(self.settings) if missing else []

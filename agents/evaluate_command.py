@@ -34,27 +34,35 @@ def _types(text: str) -> tuple[str, ...]:
     return tuple(t.strip() for t in text.split(",") if t.strip())
 
 
-def add_parser(subparsers: Any) -> None:
+def add_parser(subparsers: Any, verb: Any = None) -> None:
     """Register the ``evaluate`` verb on ``subparsers`` (from ``add_subparsers``).
 
     Imports nothing heavy: every other verb's start-up stays as fast as before.
+    ``verb(name, help)`` makes the parser (the CLI's); default ``subparsers.add_parser``.
     """
-    p = subparsers.add_parser(
-        "evaluate", help="served lists vs library baselines on a time split of an event log"
-    )
+    from agents.cli_io import positive_float, positive_int
+
+    verb = verb or (lambda name, text: subparsers.add_parser(name, help=text, description=text))
+    p = verb("evaluate", "served lists vs library baselines on a time split of an event log")
     p.add_argument(
         "--events",
         required=True,
         help="JSONL or msgpack events, - for stdin, a log directory, or a CSV log with --columns",
     )
-    p.add_argument("--test-hours", dest="test_hours", type=float, default=24.0)
+    p.add_argument(
+        "--test-hours",
+        dest="test_hours",
+        type=positive_float,
+        default=24.0,
+        help="hours after the time cut to score on (default 24)",
+    )
     p.add_argument(
         "--baselines",
         choices=("none", "fast", "all"),
         default="all",
         help="library rows to compute beside the served ones (default all)",
     )
-    p.add_argument("--k", type=int, default=200, help="candidates per seed (Etsy: 200)")
+    p.add_argument("--k", type=positive_int, default=200, help="candidates per seed (default 200)")
     p.add_argument(
         "--seed-types",
         dest="seed_types",
@@ -72,8 +80,12 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--out", default=None, help="write the Markdown here and the JSON beside it")
     p.add_argument("--title", default=None, help="the report's title (default: the input)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--epochs", type=int, default=None, help="the served embedding's epochs")
-    p.add_argument("--dim", type=int, default=None, help="the served embedding's dimension")
+    p.add_argument(
+        "--epochs", type=positive_int, default=None, help="the served embedding's epochs"
+    )
+    p.add_argument(
+        "--dim", type=positive_int, default=None, help="the served embedding's dimension"
+    )
     add_import_options(p, required=False)
     p.set_defaults(func=cmd_evaluate)
 
@@ -90,6 +102,14 @@ def _protocol(args: argparse.Namespace, events: list[dict[str, Any]]) -> Any:
         # A log of one interaction type (ratings): that type seeds and is the target.
         seed_types = target_types = tuple(types)
     return Protocol(seed_types=seed_types, target_types=target_types, k=args.k)
+
+
+def _training_events(events: list[dict[str, Any]], args: argparse.Namespace) -> int:
+    """How many events fall before the cut (what the served model trains on)."""
+    if not events:
+        return 0
+    cut = max(e["ts"] for e in events) - args.test_hours * 3600.0
+    return sum(e["ts"] < cut for e in events)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -117,6 +137,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         return 2
     say(f"read {len(events):,} valid events, rejected {sum(rejected.values()):,} {dict(rejected)}")
 
+    from agents.trainer import epochs_for
     from models.evaluation import evaluate, report_markdown
     from models.evaluation.baselines import baseline_rows
     from models.evaluation.rows import RecentlyViewed, SeedEcho
@@ -126,8 +147,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     try:
         protocol = _protocol(args, events)
         params = TrainingParams(seed=args.seed)
-        if args.epochs is not None:
-            params.embedding.epochs = args.epochs
+        # As `train` chooses them (by the size of what it trains on), unless given.
+        params.embedding.epochs = args.epochs or epochs_for(_training_events(events, args))
         if args.dim is not None:
             params.embedding.dim = args.dim
         system = ServedSystem(params, seed=args.seed)
@@ -157,10 +178,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         markdown += f"\nRejected input by reason: {json.dumps(dict(rejected))}\n"
     print(markdown, flush=True)
     if args.out:
+        from agents.cli_io import atomic_output
+
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(markdown)
         json_path = out.with_suffix(".json")
-        json_path.write_text(json.dumps(result, indent=2) + "\n")
+        with atomic_output(out) as md_tmp, atomic_output(json_path) as json_tmp:
+            md_tmp.write_text(markdown)
+            json_tmp.write_text(json.dumps(result, indent=2) + "\n")
         say(f"wrote {out} and {json_path}")
     return 0

@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from streams.events import EVENT_TYPES, EventError, parse_ts, validate_event
+from streams.events import EVENT_TYPES, EventError, parse_ts
 from streams.importer import (
     DELIMITERS,
     TS_UNITS,
@@ -159,18 +159,18 @@ def read_events(
 
         yield from read_logs(path)  # validated when they were appended
         return
+    from agents.cli_io import CliError, open_input
     from agents.producer import read_event_file
 
     try:
-        stream = sys.stdin.buffer if path == "-" else open(path, "rb")  # noqa: SIM115
-    except OSError as exc:
-        raise InputError(f"{path}: {exc.strerror or exc}") from None
+        stream = open_input(path)
+    except CliError as exc:
+        raise InputError(str(exc)) from None
     try:
-        for raw in read_event_file(stream, rejected):
-            try:
-                yield validate_event(raw)  # canonical ts (ISO strings become seconds)
-            except EventError as exc:
-                rejected[exc.field or "event"] += 1
+        # Canonical events: each line is validated, rejects are counted by field.
+        yield from read_event_file(stream, rejected, name=path)
+    except ValueError as exc:  # neither JSON lines nor msgpack (a binary file, a zip)
+        raise InputError(str(exc)) from None
     finally:
         if stream is not sys.stdin.buffer:
             stream.close()

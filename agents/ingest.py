@@ -26,18 +26,18 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-import msgpack
 from faust.types import EventT
 
-from agents.metrics import Metrics
+from agents.metrics import REPLAY_EVENTS, Metrics
 from agents.state import StateService
 from models.user_state import PairRecord, fold_message
-from streams.codecs import DecodeError, decode_payload, dumps_json, encode_event, encode_events
-from streams.deadletter import dead_letter_record
+from streams.codecs import decode_message, encode_batches
+from streams.deadletter import dead_letter_record, dead_letter_value
 from streams.eventlog import EventLog
-from streams.events import EventError, validate_event
+from streams.headers import is_replayed
 from streams.topics import partition_for
 
 log = logging.getLogger(__name__)
@@ -49,60 +49,31 @@ EVENTS_PER_MESSAGE = 1000
 #: Users whose owning partition is remembered (murmur2 in pure Python costs ~3 µs).
 OWNER_CACHE_SIZE = 1_000_000
 
-_packb = msgpack.Packer(use_bin_type=True).pack
 
-
-def decode_message(
-    value: bytes | None,
-) -> tuple[list[dict[str, Any]], list[tuple[int | None, str | None, str, bytes | None]]]:
-    """One message's valid events and its rejections ``(index, field, reason, original)``.
-
-    Never raises: anything that goes wrong with one event rejects that event,
-    with the whole message only when the message itself cannot be read.
-    """
-    try:
-        payload = decode_payload(value)
-    except DecodeError as exc:
-        return [], [(None, None, str(exc), value)]
-    except Exception as exc:  # RecursionError, TypeError, ... on hostile bytes
-        return [], [(None, None, f"undecodable message: {exc!r}"[:500], value)]
-    events: list[dict[str, Any]] = []
-    rejections: list[tuple[int | None, str | None, str, bytes | None]] = []
-    for index, raw in enumerate(payload.items):
-        try:
-            events.append(validate_event(raw))
-        except EventError as exc:
-            rejections.append(
-                (_index(payload, index), exc.field, str(exc), _original(raw, payload, value))
-            )
-        except Exception as exc:
-            reason = f"invalid event: {exc!r}"[:500]
-            rejections.append(
-                (_index(payload, index), None, reason, _original(raw, payload, value))
-            )
-    return events, rejections
-
-
-def _index(payload: Any, index: int) -> int | None:
-    return index if payload.is_batch else None
-
-
-def _original(raw: Any, payload: Any, value: bytes | None) -> bytes | None:
-    if not payload.is_batch:
-        return value
-    try:
-        return dumps_json(raw) if payload.encoding == "json" else encode_event(raw)
-    except Exception:
-        return repr(raw).encode("utf-8", "backslashreplace")[:65536]
+def configured_log(settings: Any, directory: Any) -> EventLog:
+    """A durable log writer on ``directory`` with the settings' segment size and fsync policy."""
+    return EventLog(
+        directory,
+        segment_bytes=settings.log_segment_bytes,
+        fsync=settings.log_fsync,
+        fsync_seconds=settings.log_fsync_seconds,
+    )
 
 
 class Ingest:
     """The ingest domain: decode, fold, log, forward, dead-letter (see the module docstring)."""
 
     def __init__(
-        self, settings: Any, worker_id: str, state: StateService, metrics: Metrics
+        self,
+        settings: Any,
+        worker_id: str,
+        state: StateService,
+        metrics: Metrics,
+        on_accepted: Callable[[list[Any]], Awaitable[None]] | None = None,
     ) -> None:
         self.settings = settings
+        #: Called with every batch's accepted events (the impression join's engagements).
+        self.on_accepted = on_accepted
         self.state = state
         self.metrics = metrics
         topics = settings.topics
@@ -117,13 +88,7 @@ class Ingest:
     @property
     def eventlog(self) -> EventLog:
         if self._eventlog is None:
-            settings = self.settings
-            self._eventlog = EventLog(
-                self.eventlog_dir,
-                segment_bytes=settings.log_segment_bytes,
-                fsync=settings.log_fsync,
-                fsync_seconds=settings.log_fsync_seconds,
-            )
+            self._eventlog = configured_log(self.settings, self.eventlog_dir)
         return self._eventlog
 
     def close(self) -> None:
@@ -149,25 +114,14 @@ class Ingest:
         key: bytes | None,
     ) -> None:
         record = dead_letter_record(original, reason, source, field=field, index=index)
-        await self.state.send(self.dead_letter_topic, key, dumps_json(record), 0)
+        await self.state.send(self.dead_letter_topic, key, dead_letter_value(record), 0)
         self.metrics.inc("tastestream_events_rejected_total", labels={"field": field or "message"})
 
     async def process(self, batch: list[EventT]) -> None:
         """One batch of messages from the events topic."""
-        state = self.state
-        users = state.users
         wanted = {event.message.partition for event in batch}
-        while True:
-            owned = await state.wait_owned(users, wanted)
-            async with state.lock:
-                # Re-check under the lock: a rebalance may have moved partitions meanwhile.
-                if not state.settled.is_set():
-                    continue
-                owned = wanted & state.assigned["users"]
-                if not all(users.is_ready(p) for p in owned):
-                    continue
-                await self._fold_batch(batch, owned)
-                return
+        async with self.state.folding(self.state.users, wanted) as owned:
+            await self._fold_batch(batch, owned)
 
     async def _fold_batch(self, batch: list[EventT], owned: set[int]) -> None:
         state = self.state
@@ -178,7 +132,7 @@ class Ingest:
         pairs: dict[int, list[PairRecord]] = defaultdict(list)
         accepted_all: list[Any] = []
         changed: dict[str, None] = {}
-        n_events = skipped = mine_total = 0
+        n_events = skipped = mine_total = replayed_events = 0
         partitions = self.settings.partitions
         for event in batch:
             msg = event.message
@@ -187,14 +141,18 @@ class Ingest:
                 skipped += 1  # revoked while buffered: its new owner folds it
                 continue
             self.last_offsets[partition] = msg.offset
-            metrics.observe("tastestream_ingest_latency_seconds", max(now - msg.timestamp, 0.0))
+            replayed = is_replayed(msg.headers)
+            if not replayed:  # latency and freshness describe live traffic only
+                metrics.observe("tastestream_ingest_latency_seconds", max(now - msg.timestamp, 0.0))
             source = {"topic": msg.topic, "partition": partition, "offset": msg.offset}
-            events, rejections = decode_message(msg.value)
-            n_events += len(events) + len(rejections)
-            for index, field, reason, original in rejections:
-                await self.dead_letter(original, reason, source, field, index, msg.key)
+            decoded = decode_message(msg.value)
+            n_events += decoded.items
+            if replayed:
+                replayed_events += decoded.items
+            for r in decoded.rejections:
+                await self.dead_letter(r.original, r.reason, source, r.field, r.index, msg.key)
             mine = []
-            for ev in events:
+            for ev in decoded.events:
                 owner = self.owner(ev["user_id"])
                 if owner == partition:
                     mine.append(ev)
@@ -227,22 +185,24 @@ class Ingest:
         metrics.inc("tastestream_events_in_total", n_events)
         if skipped:
             metrics.inc("tastestream_messages_skipped_total", skipped)
+        if replayed_events:
+            metrics.inc(REPLAY_EVENTS, replayed_events)
         for owner, events in forwards.items():
-            for start in range(0, len(events), EVENTS_PER_MESSAGE):
-                chunk = events[start : start + EVENTS_PER_MESSAGE]
-                key = chunk[0]["user_id"].encode("utf-8", "surrogatepass")
-                await state.send(self.events_topic, key, encode_events(chunk), owner)
+            for value, chunk in encode_batches(events, max_events=EVENTS_PER_MESSAGE):
+                await state.send(self.events_topic, chunk[0]["user_id"].encode(), value, owner)
             metrics.inc("tastestream_events_forwarded_total", len(events))
         for partition, records in pairs.items():
-            for start in range(0, len(records), PAIRS_PER_MESSAGE):
-                chunk = records[start : start + PAIRS_PER_MESSAGE]
-                await state.send(self.pairs_topic, None, _packb(chunk), partition)
+            # Chunked by bytes too: long ids make records long.
+            for value, _ in encode_batches(records, max_events=PAIRS_PER_MESSAGE):
+                await state.send(self.pairs_topic, None, value, partition)
         accepted_n = len(accepted_all)
         if accepted_all:
             self.eventlog.append(accepted_all)
             state.catalogue.update_many(accepted_all)
             state.popularity.update_many(accepted_all)
             state.mark_dirty(changed)
+            if self.on_accepted is not None:
+                await self.on_accepted(accepted_all)
         metrics.inc("tastestream_events_accepted_total", accepted_n)
         if mine_total > accepted_n:
             metrics.inc("tastestream_events_duplicate_total", mine_total - accepted_n)

@@ -14,21 +14,34 @@ both agree, so the same code is right on both.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 
+def client_config(kafka: str | Mapping[str, str]) -> dict[str, str]:
+    """librdkafka settings from a bootstrap string or a full client config (security included).
+
+    >>> client_config("k:9092")
+    {'bootstrap.servers': 'k:9092'}
+    """
+    return {"bootstrap.servers": kafka} if isinstance(kafka, str) else dict(kafka)
+
+
 def true_end_offsets(
-    bootstrap: str, partitions: Iterable[tuple[str, int]], timeout: float = 10.0
+    kafka: str | Mapping[str, str], partitions: Iterable[tuple[str, int]], timeout: float = 10.0
 ) -> dict[tuple[str, int], int]:
-    """High watermark per (topic, partition), read from fetch responses."""
+    """High watermark per (topic, partition), read from fetch responses.
+
+    ``kafka`` is a bootstrap string or :meth:`Settings.kafka_client_config
+    <agents.settings.Settings.kafka_client_config>`.
+    """
     wanted = list(dict.fromkeys(partitions))
     if not wanted:
         return {}
     consumer = Consumer(
         {
-            "bootstrap.servers": bootstrap,
+            **client_config(kafka),
             "group.id": "tastestream-end-offsets",
             "enable.auto.commit": False,
             "enable.partition.eof": True,
@@ -71,7 +84,12 @@ def true_end_offsets(
 
 
 def read_partition(
-    bootstrap: str, topic: str, partition: int, start: int, end: int, timeout: float = 30.0
+    kafka: str | Mapping[str, str],
+    topic: str,
+    partition: int,
+    start: int,
+    end: int,
+    timeout: float = 30.0,
 ) -> Iterator[bytes]:
     """The values of ``topic``/``partition`` at offsets ``[start, end)``, in order.
 
@@ -82,7 +100,7 @@ def read_partition(
         return
     consumer = Consumer(
         {
-            "bootstrap.servers": bootstrap,
+            **client_config(kafka),
             "group.id": "tastestream-recovery",
             "enable.auto.commit": False,
             "enable.partition.eof": True,
@@ -97,7 +115,8 @@ def read_partition(
         position = start
         deadline = time.monotonic() + timeout
         while position < end:
-            batch = consumer.consume(10_000, 0.5)
+            # No more than are left: consume() returns as soon as it has that many.
+            batch = consumer.consume(min(10_000, end - position), 0.5)
             if not batch:
                 if time.monotonic() > deadline:
                     raise TimeoutError(

@@ -20,8 +20,12 @@ one are computed on demand.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import logging
+import sys
 import time
+import uuid
 from collections import OrderedDict, defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -43,6 +47,8 @@ from streams.codecs import dumps_json
 from streams.topics import partition_for
 
 log = logging.getLogger(__name__)
+#: One JSON line per served list (``log_requests``): request id, user hash, surface, variant.
+request_log = logging.getLogger("tastestream.requests")
 
 REDIS_SURFACES = ("home", "cart")
 #: Seconds a copy of popularity serves list building before it is taken again.
@@ -85,6 +91,8 @@ class Recommender:
         models: Any,
         redis: RedisClient,
         metrics: Metrics,
+        arms: Any = None,
+        impressions: Any = None,
     ) -> None:
         self.settings = settings
         self.state = state
@@ -104,6 +112,13 @@ class Recommender:
         self.http: aiohttp.ClientSession | None = None
         self.canonical_url = ""
         self.owner_url: Any = None  # token key -> owner URL (set by register)
+        #: Which arm serves a request (agents.experiments.ExperimentService), and
+        #: where served lists are logged (agents.impressions.Impressions).
+        self.arms = arms
+        self.impressions = impressions
+        #: The second pass for a variant's ``ranker_weights`` (the learned ranker's seam):
+        #: weights -> models.candidates.types.Ranker; None keeps the first-pass order.
+        self.ranker_for: Any = None
 
     # -- inputs, gathered on the loop ---------------------------------------------
     def popularity_copy(self) -> Popularity:
@@ -131,13 +146,14 @@ class Recommender:
             keys += [token_key(item_id, etype) for etype in INTERACTION_TYPES]
         return list(dict.fromkeys(keys))
 
-    async def inputs(self, user_id: str, item_id: str | None) -> ListInputs:
-        user = self.state.user(user_id)
+    async def inputs(self, user_id: str, item_id: str | None, arm: Any = None) -> ListInputs:
+        # "No personalisation" (an experiment's control): built as for a user never seen.
+        personal = arm is None or arm.personalised
+        user = self.state.user(user_id) if personal else None
         packed = user.pack() if user is not None else None
         neighbours = await self.fetch_token_states(self.seed_tokens(user, item_id))
-        return ListInputs(
-            user_id, packed, neighbours, self.popularity_copy(), self.models.live_model, time.time()
-        )
+        model = arm.model if arm is not None and arm.model is not None else self.models.live_model
+        return ListInputs(user_id, packed, neighbours, self.popularity_copy(), model, time.time())
 
     async def fetch_token_states(self, keys: list[str]) -> dict[str, bytes]:
         """Packed token states: read here, or from the worker that owns each."""
@@ -220,10 +236,14 @@ class Recommender:
         exclude: frozenset[str] = frozenset(),
         item_id: str | None = None,
         seed: int | None = None,
+        arm: Any = None,
     ) -> dict[str, Any]:
         """One list (blocking CPU work: call it in the executor)."""
-        recipe = surface_named(self.surfaces, surface)
-        ctx = self._context(inputs, k=k, exclude=exclude, item_id=item_id, seed=seed)
+        recipe = surface_named(self.surfaces if arm is None else arm.surfaces, surface)
+        extra = {}
+        if self.ranker_for is not None:
+            extra["ranker"] = self.ranker_for(arm.ranker_weights if arm is not None else None)
+        ctx = self._context(inputs, k=k, exclude=exclude, item_id=item_id, seed=seed, **extra)
         trace: dict[str, Any] = {}
         chosen = generate(recipe, ctx, trace)
         model = inputs.model
@@ -236,6 +256,8 @@ class Recommender:
             "items": [candidate_json(c) for c in chosen],
             "sources_ran": sorted(trace.get("ran", {})),
             "computed_at": inputs.now,
+            "fresh": True,
+            **(arm.label() if arm is not None else {}),
         }
 
     def check(self, surface: str, k: int | None, item_id: str | None) -> int:
@@ -259,32 +281,124 @@ class Recommender:
         exclude: frozenset[str] = frozenset(),
         item_id: str | None = None,
         seed: int | None = None,
+        arm: Any = None,
     ) -> dict[str, Any]:
         """One list, computed now (off the loop)."""
         k = self.check(surface, k, item_id)
-        inputs = await self.inputs(user_id, item_id)
+        inputs = await self.inputs(user_id, item_id, arm)
         loop = asyncio.get_running_loop()
         started = time.monotonic()
         body = await loop.run_in_executor(
-            self.executor, lambda: self.build(inputs, surface, k, exclude, item_id, seed)
+            self.executor, lambda: self.build(inputs, surface, k, exclude, item_id, seed, arm)
         )
         self.metrics.observe("tastestream_list_build_seconds", time.monotonic() - started)
         return body
+
+    def arm(self, user_id: str, surface: str) -> Any:
+        """The experiment arm that serves ``user_id`` on ``surface`` (None: no experiments)."""
+        return self.arms.arm(user_id, surface) if self.arms is not None else None
+
+    async def serve(
+        self,
+        user_id: str,
+        surface: str = "home",
+        k: int | None = None,
+        exclude: frozenset[str] = frozenset(),
+        item_id: str | None = None,
+        seed: int | None = None,
+        channel: str = "http",
+        request_id: str | None = None,
+    ) -> dict[str, Any]:
+        """A list for a caller (HTTP or the requests topic): labelled, logged, timed.
+
+        The list carries ``request_id`` (the caller's, or a new one),
+        ``experiment`` and ``variant``; it is logged as impressions, its
+        latency and outcome feed the variant's guard, and one JSON line goes
+        to the request log. A :class:`RequestError` is the caller's mistake,
+        not the variant's; any other failure is logged as the variant's error.
+        """
+        started = time.monotonic()
+        request_id = request_id or uuid.uuid4().hex
+        arm = self.arm(user_id, surface)
+        try:
+            plain = not exclude and seed is None and item_id is None
+            body = self.cached(user_id, surface, k or self.settings.recs_k, arm) if plain else None
+            if body is not None:
+                self.metrics.inc("tastestream_recs_cache_hits_total")
+            else:
+                if arm is not None and arm.delay_ms:
+                    await asyncio.sleep(arm.delay_ms / 1000.0)  # a drill of the guard
+                body = await self.recommend(user_id, surface, k, exclude, item_id, seed, arm)
+        except RequestError:
+            raise
+        except Exception:
+            failed = {"user_id": user_id, "surface": surface, "request_id": request_id}
+            await self.served(failed, arm, channel, time.monotonic() - started, error=True)
+            raise
+        body = {**body, "request_id": request_id}
+        await self.served(body, arm, channel, time.monotonic() - started)
+        return body
+
+    async def served(
+        self, body: dict[str, Any], arm: Any, channel: str, latency: float, error: bool = False
+    ) -> None:
+        """Account for one served list: impressions, variant counters and guard, request log."""
+        surface = body.get("surface", "")
+        labels = arm.label() if arm is not None else {"experiment": None, "variant": None}
+        body.update(labels)
+        if channel != "redis":
+            self.metrics.observe(
+                "tastestream_serving_seconds",
+                latency,
+                labels={"surface": surface, "channel": channel},
+            )
+        if self.arms is not None and arm is not None:
+            self.arms.observe(arm, surface, channel, latency, error)
+        if self.impressions is not None:
+            run = arm.run if arm is not None else None
+            await self.impressions.log_list(body, channel, latency, error, run)
+        if self.settings.log_requests and channel != "redis":
+            request_log.info(
+                json.dumps(
+                    {
+                        "ts": round(time.time(), 3),
+                        "request_id": body.get("request_id"),
+                        "user": user_hash(body["user_id"]),
+                        "surface": surface,
+                        "channel": channel,
+                        "experiment": labels.get("experiment"),
+                        "variant": labels.get("variant"),
+                        "model_version": body.get("model_version"),
+                        "items": len(body.get("items") or ()),
+                        "latency_ms": round(latency * 1000.0, 2),
+                        "status": "error" if error else "ok",
+                    }
+                )
+            )
 
     # -- precomputed lists: memory and Redis ------------------------------------------
     def redis_key(self, surface: str, user_id: str) -> str:
         return f"{self.redis_prefix}:{surface}:{user_id}"
 
-    def cached(self, user_id: str, surface: str, k: int) -> dict[str, Any] | None:
-        """The precomputed list, if the user's state has not changed since.
+    def cached(self, user_id: str, surface: str, k: int, arm: Any = None) -> dict[str, Any] | None:
+        """The newest precomputed list, or ``None`` when there is none to serve.
 
-        After a model swap a list may still come from the previous version (it
-        says which in ``model_version``) until the refresh reaches it.
+        A ``GET`` never waits for a list to be built when one exists: if the
+        user's state changed since, the list says ``"fresh": false`` and the
+        refresh (which takes changed users oldest first) replaces it within
+        about ``recs_refresh_seconds`` plus the backlog. After a model swap a
+        list may come from the previous version (``model_version`` says so)
+        until the refresh reaches it. A list made for another experiment arm
+        than ``arm`` is not used.
         """
         body = self.latest.get((surface, user_id))
-        if body is None or user_id in self.state.dirty_users or k > self.settings.recs_k:
+        if body is None or k > self.settings.recs_k:
             return None
-        return {**body, "items": body["items"][:k]}
+        labels = arm.label() if arm is not None else {"experiment": None, "variant": None}
+        if any(body.get(key) != value for key, value in labels.items()):
+            return None
+        fresh = user_id not in self.state.dirty_users
+        return {**body, "items": body["items"][:k], "fresh": fresh}
 
     def outdated_users(self, limit: int) -> list[str]:
         """Users whose cached lists came from another model version than the live one."""
@@ -320,17 +434,32 @@ class Recommender:
             if done and time.monotonic() > deadline:
                 break
             # Discarded before computing: a change that lands meanwhile marks it again.
-            self.state.dirty_users.pop(user, None)
+            changed_at = self.state.dirty_users.pop(user, None)
             if not self.state.owns_user(user):
                 done += 1
                 continue
-            inputs = await self.inputs(user, None)
-            bodies = await loop.run_in_executor(
-                self.executor, lambda i=inputs: [self.build(i, s, k) for s in surfaces]
-            )
-            for surface, body in zip(surfaces, bodies, strict=True):
+            started = time.monotonic()
+            arms = [self.arm(user, s) for s in surfaces]
+            bodies = []
+            for surface, arm in zip(surfaces, arms, strict=True):
+                inputs = await self.inputs(user, None, arm)
+                bodies.append(
+                    await loop.run_in_executor(
+                        self.executor, lambda i=inputs, s=surface, a=arm: self.build(i, s, k, arm=a)
+                    )
+                )
+            latency = time.monotonic() - started
+            for surface, body, arm in zip(surfaces, bodies, arms, strict=True):
+                body["request_id"] = uuid.uuid4().hex
+                await self.served(body, arm, "redis", latency)
                 self.remember(surface, user, body)
                 writes[self.redis_key(surface, user)] = (dumps_json(body), ttl)
+            if changed_at is not None:
+                self.metrics.observe(
+                    "tastestream_freshness_seconds",
+                    time.monotonic() - changed_at,
+                    labels={"stage": "state_to_list"},
+                )
             done += 1
         if writes or self.redis.pending:
             await self.redis.write(writes)
@@ -338,6 +467,27 @@ class Recommender:
 
     def close(self) -> None:
         self.executor.shutdown(wait=False, cancel_futures=True)
+
+
+def log_requests_to_stderr() -> None:
+    """Send the request log, as bare JSON lines, to stderr at INFO whatever the root level."""
+    if not any(getattr(h, "tastestream_requests", False) for h in request_log.handlers):
+        # sys.__stderr__: Faust's worker redirects sys.stderr into its own log format
+        handler = logging.StreamHandler(sys.__stderr__)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        handler.tastestream_requests = True  # type: ignore[attr-defined]
+        request_log.addHandler(handler)
+    request_log.setLevel(logging.INFO)
+    request_log.propagate = False
+
+
+def user_hash(user_id: str) -> str:
+    """A short hash of a user id for logs: correlates lines without printing the id.
+
+    >>> user_hash("u42") == user_hash("u42") != user_hash("u43")
+    True
+    """
+    return hashlib.blake2b(user_id.encode("utf-8", "surrogatepass"), digest_size=6).hexdigest()
 
 
 def parse_request(raw: Any) -> dict[str, Any]:
@@ -405,14 +555,15 @@ def register(app: Any, recommender: Recommender, events_topic: Any, pairs_topic:
                 if isinstance(raw, dict):
                     request_id, user_id = raw.get("request_id"), raw.get("user_id")
                 request = parse_request(raw)
-                body = await recommender.recommend(
+                body = await recommender.serve(
                     request["user_id"],
                     request["surface"],
                     request["k"],
                     request["exclude"],
                     request["item_id"],
+                    channel="topic",
+                    request_id=request["request_id"] or None,
                 )
-                body["request_id"] = request["request_id"]
             except Exception as exc:
                 reason = str(exc) if isinstance(exc, ValueError) else repr(exc)
                 body = {
@@ -432,6 +583,13 @@ def register(app: Any, recommender: Recommender, events_topic: Any, pairs_topic:
                 await app.producer.send(dead_letter, msg.key, dumps_json(record), 0, None, None)
             await app.producer.send(answers, msg.key, dumps_json(body), msg.partition, None, None)
             metrics.inc("tastestream_recommendation_requests_total")
+
+    if settings.log_requests:
+
+        @app.task
+        async def request_log_on() -> None:
+            # after the worker configured logging, which would leave this logger at its level
+            log_requests_to_stderr()
 
     @app.task
     async def refresh_lists() -> None:
@@ -455,10 +613,13 @@ def register(app: Any, recommender: Recommender, events_topic: Any, pairs_topic:
                 log.exception("list refresh failed; retrying")
                 await asyncio.sleep(1.0)
                 continue
+            elapsed = time.monotonic() - started
             metrics.inc("tastestream_recs_refreshed_total", len(users) - len(left))
             metrics.set("tastestream_recs_refresh_backlog", len(left))
-            metrics.observe("tastestream_recs_refresh_seconds", time.monotonic() - started)
-            await asyncio.sleep(0)
+            metrics.observe("tastestream_recs_refresh_seconds", elapsed)
+            # A duty cycle, not a busy loop: list building takes at most
+            # budget / interval of the CPU, and ingest keeps the rest.
+            await asyncio.sleep(max(settings.recs_refresh_seconds - elapsed, 0.01))
 
     @app.on_before_shutdown.connect
     async def stop_lists(app: Any, **kwargs: Any) -> None:

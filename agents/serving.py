@@ -12,10 +12,10 @@ it; the previous version stays in memory for an instant rollback.
   ``<prefix>.model-updates`` are loaded in a thread (``asyncio.to_thread``),
   never on the event loop; refusals and swaps are counted in ``app.metrics``.
 * :class:`AnnouncementListener` reads the model-updates topic in a background
-  thread with confluent-kafka, *assigning* its partitions without a consumer
-  group: every worker must see every announcement, which a shared group
-  would prevent. It starts at the end (``CURRENT`` covers what came before)
-  and hands messages to the event loop with ``loop.call_soon_threadsafe``.
+  thread (:class:`agents.mirror.TopicReader`: every partition assigned, no
+  consumer group, so every worker sees every announcement), from the end
+  (``CURRENT`` covers what came before), and hands messages to the event loop
+  with ``loop.call_soon_threadsafe``.
 * :func:`register` wires all of it into the Faust app (``app.serving``,
   ``GET /models``).
 
@@ -33,9 +33,7 @@ import gc
 import json
 import logging
 import re
-import threading
 import time
-import uuid
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
@@ -44,6 +42,7 @@ from typing import Any
 import numpy as np
 
 from agents.metrics import Metrics
+from agents.mirror import TopicReader
 from agents.settings import Settings
 from models.model_version import (
     LoadedModel,
@@ -227,8 +226,11 @@ class ModelSlots:
 
 
 # ------------------------------------------------------ the Kafka listener
-class AnnouncementListener:
+class AnnouncementListener(TopicReader):
     """Reads the model-updates topic in a thread, without a consumer group.
+
+    Every worker must see every announcement, which a shared group would
+    prevent; it starts at the end (``CURRENT`` covers what came before).
 
     Parameters
     ----------
@@ -241,77 +243,23 @@ class AnnouncementListener:
     """
 
     def __init__(
-        self, bootstrap: str, topic: str, on_message: Callable[[dict[str, Any]], None]
+        self,
+        bootstrap: str | dict[str, str],
+        topic: str,
+        on_message: Callable[[dict[str, Any]], None],
     ) -> None:
-        self.bootstrap = bootstrap
-        self.topic = topic
+        super().__init__(bootstrap, topic, self._decode, from_beginning=False, name="model-updates")
         self.on_message = on_message
-        self.assigned = threading.Event()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="model-updates", daemon=True)
-        self.error: str | None = None
 
-    def start(self) -> AnnouncementListener:
-        self._thread.start()
-        return self
-
-    def stop(self, timeout: float = 5.0) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout)
-
-    def _run(self) -> None:
-        from confluent_kafka import Consumer, TopicPartition
-
-        from agents.offsets import true_end_offsets
-
-        consumer = Consumer(
-            {
-                "bootstrap.servers": self.bootstrap,
-                # never joined nor committed: assign() needs no group, but the client wants an id
-                "group.id": f"tastestream-serving-{uuid.uuid4().hex[:8]}",
-                "enable.auto.commit": False,
-                "fetch.wait.max.ms": 100,
-                "log_level": 3,
-            }
-        )
+    def _decode(self, key: bytes | None, value: bytes) -> None:
         try:
-            while not self._stop.is_set():
-                try:
-                    meta = consumer.list_topics(self.topic, timeout=5)
-                    partitions = sorted(meta.topics[self.topic].partitions)
-                    if partitions:
-                        break
-                except Exception as exc:  # broker not up yet: retry until stopped
-                    self.error = str(exc)
-                self._stop.wait(1.0)
-            else:
-                return
-            # The true end (from a fetch response): ListOffsets(latest) is wrong on Tansu.
-            ends = true_end_offsets(self.bootstrap, [(self.topic, p) for p in partitions])
-            consumer.assign(
-                [TopicPartition(self.topic, p, ends[(self.topic, p)]) for p in partitions]
-            )
-            self.assigned.set()
-            while not self._stop.is_set():
-                msg = consumer.poll(0.5)
-                if msg is None:
-                    continue
-                if msg.error():
-                    log.warning("model-updates: %s", msg.error())
-                    continue
-                try:
-                    announcement = json.loads(msg.value())
-                    if not isinstance(announcement, dict) or "version" not in announcement:
-                        raise ValueError("not an announcement object")
-                except ValueError as exc:
-                    log.warning("model-updates: ignoring undecodable message: %s", exc)
-                    continue
-                self.on_message(announcement)
-        except Exception:
-            log.exception("model-updates listener stopped")
-        finally:
-            consumer.close()
+            announcement = json.loads(value)
+            if not isinstance(announcement, dict) or "version" not in announcement:
+                raise ValueError("not an announcement object")
+        except ValueError as exc:
+            log.warning("model-updates: ignoring undecodable message: %s", exc)
+            return
+        self.on_message(announcement)
 
 
 # ------------------------------------------------------- the worker's server
@@ -332,12 +280,16 @@ class ModelServer:
         self.metrics.help[SWAPS] = "model versions switched live (publish or rollback)"
         self.metrics.help[REFUSED] = "model versions refused by validation"
         self.metrics.help[LIVE_INFO] = "1 for the live model version"
+        for counter in (SWAPS, REFUSED):  # present at 0 before the first swap or refusal
+            self.metrics.inc(counter, 0)
         self.slots = ModelSlots()
         self.roots = models_roots(settings)
         self.listener: AnnouncementListener | None = None
         self._lock: asyncio.Lock | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: set[asyncio.Task] = set()
+        #: Versions experiments serve beside the live one: version -> model (None: failed).
+        self._pinned: dict[str, LoadedModel | None] = {}
 
     # -- queries for the views
     @property
@@ -361,10 +313,37 @@ class ModelServer:
         """MF top ``k`` for the user; None: no model or unknown user."""
         return self.slots.user_scores(user_id, k, exclude)
 
+    def pinned(self, version: str) -> LoadedModel | None:
+        """A version an experiment serves beside the live one, or None while it loads.
+
+        The first call starts loading it in a thread (checksums and canaries,
+        as for a swap); a version that fails is refused and stays None.
+        """
+        live = self.slots.live
+        if live is not None and live.version == version:
+            return live
+        if version in self._pinned:
+            return self._pinned[version]
+        self._pinned[version] = None
+
+        async def load() -> None:
+            try:
+                path = self._resolve(version, None)
+                self._pinned[version] = await asyncio.to_thread(self.slots.load, path)
+                log.info("model %s loaded for an experiment", version)
+            except Exception as exc:
+                self._refuse(version, None, f"pinned by an experiment: {exc}")
+
+        task = asyncio.ensure_future(load())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return None
+
     def status(self) -> dict[str, Any]:
         """What ``GET /models`` shows: live, previous, swaps, refusals, listening."""
         listening = self.listener is not None and self.listener.assigned.is_set()
-        return {**self.slots.status(), "listening": listening}
+        pinned = sorted(v for v, m in self._pinned.items() if m is not None)
+        return {**self.slots.status(), "listening": listening, "pinned": pinned}
 
     # -- lifecycle
     async def start(self, listen: bool = True) -> None:
@@ -373,7 +352,7 @@ class ModelServer:
         if listen and self.settings.kafka_url:
             topic = self.settings.topics.model_updates.name
             self.listener = AnnouncementListener(
-                self.settings.kafka_bootstrap, topic, self._from_thread
+                self.settings.kafka_client_config(), topic, self._from_thread
             ).start()
         await self.check_current()
 
@@ -481,7 +460,7 @@ class ModelServer:
 
     def _swapped(self, action: str) -> None:
         self.metrics.inc(SWAPS)
-        self.metrics.gauges[LIVE_INFO].clear()
+        self.metrics.clear(LIVE_INFO)
         self.metrics.set(LIVE_INFO, 1, {"version": self.live_version or ""})
         log.info("model %s live (%s)", self.live_version, action)
 

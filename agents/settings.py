@@ -57,8 +57,11 @@ class Settings:
     commit_interval_seconds: float = 1.0
     #: Seconds between snapshots of each partition's state (0: never).
     snapshot_seconds: float = 60.0
+    #: Where packed states live: "memory" (a dict, plus snapshot files) or "rocksdb"
+    #: (on local disk, off the Python heap: for millions of users).
+    state_store: str = "memory"
     #: Live (decoded) state objects kept per store; the rest stay packed.
-    state_cache_keys: int = 100_000
+    state_cache_keys: int = 50_000
     #: Bytes of encoded events kept in a user's history at most.
     history_max_bytes: int = 128 * 1024
     session_gap_seconds: float = 1800.0
@@ -76,6 +79,17 @@ class Settings:
     recs_cache_users: int = 100_000
     #: surface -> {source: weight}; merged over models.surfaces.DEFAULT_SURFACES.
     surfaces: dict = field(default_factory=dict)
+    # -- experiments and outcomes --
+    #: experiment name -> definition (models.experiments); started with `tastestream experiment`.
+    experiments: dict = field(default_factory=dict)
+    #: Seconds a served list waits for engagements before its outcomes are emitted.
+    outcome_window_seconds: float = 1800.0
+    #: How often each partition's due lists are closed (seconds).
+    outcome_tick_seconds: float = 1.0
+    #: How often each partition's per-variant sums are published (seconds).
+    experiment_metrics_seconds: float = 2.0
+    #: One JSON line per served list (request id, user hash, surface, variant) on stderr.
+    log_requests: bool = True
     # -- models --
     model_publish_dirs: str = ""
     model_poll_seconds: float = 30.0
@@ -86,7 +100,15 @@ class Settings:
     # -- security --
     #: When set, POST /events, model/admin actions and /internal/* need
     #: ``Authorization: Bearer <api_token>`` (workers share it).
-    api_token: str = ""
+    api_token: str = field(default="", repr=False)
+    #: Kafka: PLAINTEXT (empty), SSL, SASL_PLAINTEXT or SASL_SSL, passed to every client.
+    kafka_security_protocol: str = ""
+    #: Kafka SASL mechanism: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512.
+    kafka_sasl_mechanism: str = ""
+    kafka_sasl_username: str = ""
+    kafka_sasl_password: str = field(default="", repr=False)
+    #: CA certificate file for Kafka TLS (empty: the system's).
+    kafka_ssl_cafile: str = ""
     #: Reads (GET) need the token too.
     api_token_reads: bool = False
     # -- misc --
@@ -114,6 +136,27 @@ class Settings:
             if url.startswith(scheme):
                 url = url[len(scheme) :]
         return url.replace(";", ",").rstrip("/")
+
+    def kafka_client_config(self) -> dict[str, str]:
+        """confluent-kafka (librdkafka) settings every client of ours starts from.
+
+        >>> s = Settings(kafka_url="kafka://k:9093", kafka_security_protocol="SASL_SSL",
+        ...              kafka_sasl_mechanism="PLAIN", kafka_sasl_username="u",
+        ...              kafka_sasl_password="p")
+        >>> sorted(s.kafka_client_config())  # doctest: +NORMALIZE_WHITESPACE
+        ['bootstrap.servers', 'sasl.mechanism', 'sasl.password', 'sasl.username',
+         'security.protocol']
+        """
+        config = {"bootstrap.servers": self.kafka_bootstrap}
+        if self.kafka_security_protocol:
+            config["security.protocol"] = self.kafka_security_protocol
+        if self.kafka_sasl_mechanism:
+            config["sasl.mechanism"] = self.kafka_sasl_mechanism
+            config["sasl.username"] = self.kafka_sasl_username
+            config["sasl.password"] = self.kafka_sasl_password
+        if self.kafka_ssl_cafile:
+            config["ssl.ca.location"] = self.kafka_ssl_cafile
+        return config
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
@@ -152,6 +195,15 @@ class Settings:
     def check(self) -> None:
         if self.partitions < 1:
             raise SettingsError("partitions must be at least 1")
+        protocols = ("", "PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+        if self.kafka_security_protocol.upper() not in protocols:
+            raise SettingsError(
+                f"kafka_security_protocol must be one of {', '.join(protocols[1:])}"
+            )
+        if self.kafka_sasl_mechanism and not self.kafka_sasl_username:
+            raise SettingsError("kafka_sasl_mechanism needs kafka_sasl_username and _password")
+        if self.state_store not in ("memory", "rocksdb"):
+            raise SettingsError("state_store must be memory or rocksdb")
         if self.log_fsync not in ("always", "interval", "never"):
             raise SettingsError("log_fsync must be one of always, interval, never")
         if self.history_length < 1 or self.dedupe_window < 1:
@@ -160,6 +212,8 @@ class Settings:
             raise SettingsError(
                 f"kafka_url must look like kafka://host:port, got {self.kafka_url!r}"
             )
+        if not self.outcome_window_seconds > 0 or not self.outcome_tick_seconds > 0:
+            raise SettingsError("outcome_window_seconds and outcome_tick_seconds must be above 0")
         if self.redis_url and not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
             raise SettingsError(
                 f"redis_url must look like redis://host:port, got {self.redis_url!r}"

@@ -41,7 +41,7 @@ def free_port(host: str = "127.0.0.1") -> int:
         return sock.getsockname()[1]
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     # Runs in the child between fork and exec: the kernel sends SIGTERM to the
     # child when the thread that started it exits, however it exits.
     libc = ctypes.CDLL("libc.so.6", use_errno=True)
@@ -80,7 +80,7 @@ class ChildService:
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent,
                 start_new_session=True,  # Ctrl-C reaches us, and we stop it in order
             )
         finally:

@@ -31,7 +31,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +64,63 @@ def state_config(settings: Settings) -> StateConfig:
     )
 
 
+def state_stores(
+    settings: Settings, config: StateConfig
+) -> tuple[ChangelogStore[UserState], ChangelogStore[TokenState]]:
+    """The user and token stores of ``settings``' prefix (empty; recovery fills them).
+
+    Their changelog topics and snapshot directories are where workers recover
+    from: ``tastestream replay --rebuild`` and ``state checksum`` use the same.
+    """
+    topics = settings.topics
+    root = settings.data_path / "state" / settings.topic_prefix
+    users: ChangelogStore[UserState] = ChangelogStore(
+        "users",
+        topics.user_changelog.name,
+        lambda: UserState(config),
+        lambda data: UserState.unpack(data, config),
+        root / "users",
+        live_capacity=settings.state_cache_keys,
+        backend=settings.state_store,
+    )
+    tokens: ChangelogStore[TokenState] = ChangelogStore(
+        "tokens",
+        topics.token_changelog.name,
+        lambda: TokenState(config.cooccurrence_capacity, config.half_life),
+        lambda data: TokenState.unpack(data, config.cooccurrence_capacity, config.half_life),
+        root / "tokens",
+        live_capacity=settings.state_cache_keys,
+        backend=settings.state_store,
+    )
+    return users, tokens
+
+
+def partition_values(
+    replica: StreamState, name: str, partition: int, partitions: int
+) -> dict[str, bytes]:
+    """The packed values of one partition of a store (``users`` or ``tokens``) of ``replica``.
+
+    Rebuilt tokens start without their redelivery guard: its numbers name
+    source offsets of a stream that is gone (a broker restarted empty, or a
+    replay that folded the events without a broker), so new records, whatever
+    their offsets, must count.
+    """
+    if name == "users":
+        return {
+            user: state.pack()
+            for user, state in replica.users.items()
+            if partition_for(user, partitions) == partition
+        }
+    config = replica.config
+    out = {}
+    for key, token in replica.tokens.items():
+        if partition_for(key, partitions) == partition:
+            rebuilt = TokenState(config.cooccurrence_capacity, config.half_life)
+            rebuilt.neighbours = token.neighbours
+            out[key] = rebuilt.pack()
+    return out
+
+
 class StateService:
     """Stores, the checkpoint protocol, recovery and views; see the module docstring.
 
@@ -87,24 +144,11 @@ class StateService:
         self.metrics = metrics
         self._send = send
         topics = settings.topics
-        root = settings.data_path / "state" / settings.topic_prefix
-        config = self.config
-        self.users: ChangelogStore[UserState] = ChangelogStore(
-            "users",
-            topics.user_changelog.name,
-            lambda: UserState(config),
-            lambda data: UserState.unpack(data, config),
-            root / "users",
-            live_capacity=settings.state_cache_keys,
-        )
-        self.tokens: ChangelogStore[TokenState] = ChangelogStore(
-            "tokens",
-            topics.token_changelog.name,
-            lambda: TokenState(config.cooccurrence_capacity, config.half_life),
-            lambda data: TokenState.unpack(data, config.cooccurrence_capacity, config.half_life),
-            root / "tokens",
-            live_capacity=settings.state_cache_keys,
-        )
+        self.users, self.tokens = state_stores(settings, self.config)
+        #: Every store by name: users and tokens, and those added with :meth:`add_store`.
+        self.stores: dict[str, ChangelogStore[Any]] = {"users": self.users, "tokens": self.tokens}
+        #: Store name -> partition -> its values, for stores not rebuilt from the event log.
+        self.rebuilders: dict[str, Callable[[int], dict[str, bytes]]] = {}
         self.source_topics = {
             topics.events.name: self.users,
             topics.cooccurrence_pairs.name: self.tokens,
@@ -117,11 +161,12 @@ class StateService:
         self.settled = asyncio.Event()
         self.settled.set()
         #: Partitions assigned to this worker, per store.
-        self.assigned: dict[str, set[int]] = {"users": set(), "tokens": set()}
+        self.assigned: dict[str, set[int]] = {name: set() for name in self.stores}
         self.catalogue = ItemCatalogue()
         self.popularity = Popularity(half_life=settings.popularity_half_life_seconds)
-        #: Users whose lists are stale, oldest change first (an insertion-ordered set).
-        self.dirty_users: dict[str, None] = {}
+        #: Users whose lists are stale -> when their state first changed (monotonic),
+        #: oldest change first.
+        self.dirty_users: dict[str, float] = {}
         self.recovering: dict[tuple[str, int], asyncio.Task] = {}
         self._snapshot_task: asyncio.Task | None = None
         #: The event log folded once for every partition one assignment rebuilds.
@@ -129,6 +174,22 @@ class StateService:
         self.checkpoints = 0
         self.last_checkpoint_seconds = 0.0
         self.rebuilds = 0
+
+    def add_store(
+        self,
+        store: ChangelogStore[Any],
+        source_topic: str,
+        rebuild: Callable[[int], dict[str, bytes]],
+    ) -> None:
+        """Keep one more store under the same checkpoints, recovery and snapshots.
+
+        ``rebuild(partition)`` gives a partition's values when its changelog
+        was lost (the users and tokens fold the durable event log instead).
+        """
+        self.stores[store.name] = store
+        self.rebuilders[store.name] = rebuild
+        self.source_topics[source_topic] = store
+        self.assigned[store.name] = set()
 
     # -- keys ------------------------------------------------------------------
     def user_partition(self, user_id: str) -> int:
@@ -152,14 +213,15 @@ class StateService:
         """Every assigned partition recovered and the assignment settled."""
         if not self.settled.is_set():
             return False
-        for name, store in (("users", self.users), ("tokens", self.tokens)):
+        for name, store in self.stores.items():
             if not all(store.is_ready(p) for p in self.assigned[name]):
                 return False
         return bool(self.assigned["users"])
 
     def mark_dirty(self, users: Iterable[str]) -> None:
+        now = time.monotonic()
         for user in users:
-            self.dirty_users.setdefault(user, None)
+            self.dirty_users.setdefault(user, now)
 
     # -- side effects ------------------------------------------------------------
     async def send(self, topic: str, key: bytes | None, value: bytes, partition: int) -> None:
@@ -217,6 +279,25 @@ class StateService:
         await store.wait_ready(owned)
         return owned
 
+    @contextlib.asynccontextmanager
+    async def folding(self, store: ChangelogStore, partitions: set[int]) -> AsyncIterator[set[int]]:
+        """Hold the lock while ``partitions`` of ``store`` are settled and recovered.
+
+        Yields those of ``partitions`` owned here (messages of others, revoked
+        while they sat in a buffer, are left to their new owner).
+        """
+        while True:
+            await self.wait_owned(store, partitions)
+            async with self.lock:
+                # Re-check under the lock: a rebalance may have moved partitions meanwhile.
+                if not self.settled.is_set():
+                    continue
+                owned = partitions & self.assigned[store.name]
+                if not all(store.is_ready(p) for p in owned):
+                    continue
+                yield owned
+                return
+
     # -- checkpoints ---------------------------------------------------------------
     async def checkpoint(self, commit: Callable[[], Awaitable[bool]] | None = None) -> bool:
         """Make every effect so far durable, then run ``commit`` (the offset commit)."""
@@ -235,7 +316,7 @@ class StateService:
             # Pair records, forwards and dead letters first: a state that says
             # "applied" must never outlive the effects it stands for.
             await self._deliver(pending)
-        for store in (self.users, self.tokens):
+        for store in self.stores.values():
             changes = store.take_changes()
             sends: list[tuple[Any, ...]] = []
             for partition, records in changes.items():
@@ -257,7 +338,7 @@ class StateService:
         if interval <= 0 or (self._snapshot_task is not None and not self._snapshot_task.done()):
             return
         jobs = []
-        for store in (self.users, self.tokens):
+        for store in self.stores.values():
             for partition in sorted(store.partitions):
                 if store.is_ready(partition) and store.snapshot_due(partition, interval):
                     snapshot = store.prepare_snapshot(partition)
@@ -296,7 +377,7 @@ class StateService:
                 # The next owner folds again from the committed offsets: slower, still exact.
                 log.warning("flush at revoke failed (%r); the next owner redoes the input", exc)
                 self.pending = []
-            for name, store in (("users", self.users), ("tokens", self.tokens)):
+            for name, store in self.stores.items():
                 for partition in self.assigned[name]:
                     store.unready(partition)
                 self.assigned[name] = set()
@@ -305,13 +386,13 @@ class StateService:
         """Own the new assignment: keep what is current, recover the rest (in the background)."""
         if self._replica is not None and self._replica.done():
             self._replica = None
-        for name, store in (("users", self.users), ("tokens", self.tokens)):
+        for name, store in self.stores.items():
             wanted = assigned.get(name, set())
             for partition in store.partitions - wanted:
                 store.drop(partition)
             self.assigned[name] = set(wanted)
         ends = await asyncio.to_thread(self._end_offsets)
-        for name, store in (("users", self.users), ("tokens", self.tokens)):
+        for name, store in self.stores.items():
             for partition in self.assigned[name]:
                 end = ends[(store.changelog, partition)]
                 current = partition in store.partitions and store.end_offsets.get(partition) == end
@@ -328,11 +409,9 @@ class StateService:
 
     def _end_offsets(self) -> dict[tuple[str, int], int]:
         wanted = [
-            (store.changelog, p)
-            for name, store in (("users", self.users), ("tokens", self.tokens))
-            for p in self.assigned[name]
+            (store.changelog, p) for name, store in self.stores.items() for p in self.assigned[name]
         ]
-        return true_end_offsets(self.settings.kafka_bootstrap, wanted)
+        return true_end_offsets(self.settings.kafka_client_config(), wanted)
 
     async def _recover(self, store: ChangelogStore, partition: int, end: int) -> None:
         try:
@@ -341,7 +420,7 @@ class StateService:
                 partition,
                 end,
                 lambda start, stop: read_partition(
-                    self.settings.kafka_bootstrap, store.changelog, partition, start, stop
+                    self.settings.kafka_client_config(), store.changelog, partition, start, stop
                 ),
             )
             fresh = end == 0 and not recovered.lost
@@ -376,7 +455,9 @@ class StateService:
             await asyncio.sleep(2.0)
             if partition in self.assigned[store.name]:
                 ends = await asyncio.to_thread(
-                    true_end_offsets, self.settings.kafka_bootstrap, [(store.changelog, partition)]
+                    true_end_offsets,
+                    self.settings.kafka_client_config(),
+                    [(store.changelog, partition)],
                 )
                 self.recovering[(store.name, partition)] = asyncio.get_running_loop().create_task(
                     self._recover(store, partition, ends[(store.changelog, partition)])
@@ -397,12 +478,7 @@ class StateService:
     async def _rebuild(self, store: ChangelogStore, partition: int) -> None:
         """Rebuild a partition from the durable event log, then persist it as a new incarnation."""
         started = time.monotonic()
-        if self._replica is None or (self._replica.done() and self._replica.exception()):
-            self._replica = asyncio.get_running_loop().create_task(
-                asyncio.to_thread(self._fold_event_log)
-            )
-        replica = await self._replica
-        values = await asyncio.to_thread(self._partition_values, replica, store.name, partition)
+        values = await self._rebuilt_values(store, partition)
         recovered = Recovered(partition, {}, 0, store.new_incarnation())
         await self._write_head(store, partition, recovered)
         if partition not in self.assigned[store.name]:
@@ -417,6 +493,19 @@ class StateService:
             store.name, partition, len(values), time.monotonic() - started,
         )  # fmt: skip
 
+    async def _rebuilt_values(self, store: ChangelogStore, partition: int) -> dict[str, bytes]:
+        rebuild = self.rebuilders.get(store.name)
+        if rebuild is not None:
+            return await asyncio.to_thread(rebuild, partition)
+        if self._replica is None or (self._replica.done() and self._replica.exception()):
+            self._replica = asyncio.get_running_loop().create_task(
+                asyncio.to_thread(self._fold_event_log)
+            )
+        replica = await self._replica
+        return await asyncio.to_thread(
+            partition_values, replica, store.name, partition, self.settings.partitions
+        )
+
     def _fold_event_log(self) -> StreamState:
         """The whole durable event log folded as the workers fold it (in a thread).
 
@@ -428,26 +517,6 @@ class StateService:
         if root.exists():
             replica.apply(read_logs(root, dedupe_window=0))
         return replica
-
-    def _partition_values(
-        self, replica: StreamState, name: str, partition: int
-    ) -> dict[str, bytes]:
-        partitions = self.settings.partitions
-        if name == "users":
-            return {
-                user: state.pack()
-                for user, state in replica.users.items()
-                if partition_for(user, partitions) == partition
-            }
-        out = {}
-        for key, token in replica.tokens.items():
-            if partition_for(key, partitions) == partition:
-                # The guard numbers pair records of a source that is gone (a new
-                # broker restarts offsets at 0): the rebuilt token starts afresh.
-                rebuilt = TokenState(self.config.cooccurrence_capacity, self.config.half_life)
-                rebuilt.neighbours = token.neighbours
-                out[key] = rebuilt.pack()
-        return out
 
     # -- worker-local views ------------------------------------------------------------
     def read_views(self) -> tuple[ItemCatalogue, Popularity, int]:

@@ -38,10 +38,10 @@ import os
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import msgpack
 
@@ -64,7 +64,7 @@ class Recovered:
     """What recovering one partition found."""
 
     partition: int
-    values: dict[str, bytes]
+    values: MutableMapping[str, bytes]
     #: The changelog offset the next record will get (its true end).
     end_offset: int
     incarnation: str | None
@@ -91,12 +91,126 @@ def changelog_record(checkpoint: int, part: int, parts: int, entries: list[bytes
     return head + b"".join(entries)
 
 
+class RocksValues(MutableMapping[str, bytes]):
+    """One partition's packed values in RocksDB (rocksdict): on disk, off the Python heap.
+
+    The database is its own snapshot: ``meta`` (the changelog offset its values
+    cover and the changelog's incarnation) is written after each flush's
+    changelog records are acknowledged, so recovery replays only what came
+    after it. Values may run ahead of ``meta`` (written before the records
+    were acknowledged): replaying the changelog from ``meta`` on top is
+    harmless, since records hold whole values.
+
+    >>> import tempfile
+    >>> values = RocksValues(Path(tempfile.mkdtemp()) / "db")
+    >>> values["u1"] = b"state"
+    >>> values.get("u1"), "u2" in values, list(values)
+    (b'state', False, ['u1'])
+    >>> values.set_meta(41, "abc"); values.meta()
+    (41, 'abc')
+    >>> values.close()
+    """
+
+    META = b"\x00meta"
+
+    def __init__(self, path: Path, cache_bytes: int = 32 * 1024 * 1024) -> None:
+        from rocksdict import BlockBasedOptions, Cache, Options, Rdict
+
+        path.mkdir(parents=True, exist_ok=True)
+        options = Options(raw_mode=True)
+        options.create_if_missing(True)
+        table = BlockBasedOptions()
+        table.set_block_cache(Cache(cache_bytes))
+        options.set_block_based_table_factory(table)
+        options.set_write_buffer_size(16 * 1024 * 1024)
+        self.path = path
+        self.db = Rdict(str(path), options=options)
+
+    def __getitem__(self, key: str) -> bytes:
+        value = self.db.get(key.encode())
+        if value is None:
+            raise KeyError(key)
+        return value
+
+    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+        value = self.db.get(key.encode())
+        return default if value is None else value
+
+    def __setitem__(self, key: str, value: bytes) -> None:
+        self.db[key.encode()] = value
+
+    def __delitem__(self, key: str) -> None:
+        del self.db[key.encode()]
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and self.db.get(key.encode()) is not None
+
+    def __iter__(self) -> Iterator[str]:
+        for key in self.db.keys():  # noqa: SIM118 - an Rdict, not a dict
+            if key != self.META:
+                yield key.decode()
+
+    def __len__(self) -> int:
+        """RocksDB's estimate (exact after a flush; counting would read every key)."""
+        return max(self.db.property_int_value("rocksdb.estimate-num-keys") - 1, 0)
+
+    def update_many(self, items: Iterable[tuple[str, bytes]]) -> None:
+        from rocksdict import WriteBatch
+
+        batch = WriteBatch(raw_mode=True)
+        for key, value in items:
+            batch.put(key.encode(), value)
+        self.db.write(batch)
+
+    def meta(self) -> tuple[int, str | None]:
+        raw = self.db.get(self.META)
+        if raw is None:
+            return 0, None
+        offset, incarnation = msgpack.unpackb(raw, raw=False)
+        return offset, incarnation
+
+    def set_meta(self, offset: int, incarnation: str | None) -> None:
+        self.db[self.META] = msgpack.packb([offset, incarnation])
+
+    def clear_all(self) -> None:
+        for key in list(self.db.keys()):
+            del self.db[key]
+
+    def close(self) -> None:
+        self.db.close()
+
+
+def checkpoint_group(checkpoint: int, values: Iterable[tuple[str, bytes]]) -> list[bytes]:
+    """One checkpoint group: ``values`` as changelog records of at most MAX_RECORD_BYTES each.
+
+    Recovery applies the group only when all its parts arrived (:func:`apply_records`).
+
+    >>> records = checkpoint_group(7, [("u1", b"a"), ("u2", b"b")])
+    >>> values = {}; _ = apply_records(values, records); values
+    {'u1': b'a', 'u2': b'b'}
+    """
+    packer = msgpack.Packer(use_bin_type=True)
+    groups: list[list[bytes]] = []
+    entries: list[bytes] = []
+    size = 0
+    for key, packed in values:
+        entry = packer.pack(key) + packer.pack(packed)
+        if entries and size + len(entry) > MAX_RECORD_BYTES:
+            groups.append(entries)
+            entries, size = [], 0
+        entries.append(entry)
+        size += len(entry)
+    if entries:
+        groups.append(entries)
+    return [changelog_record(checkpoint, i, len(groups), group) for i, group in enumerate(groups)]
+
+
 def incarnation_record(incarnation: str) -> bytes:
     return msgpack.packb([INCARNATION, incarnation], use_bin_type=True)
 
 
 def apply_records(
-    values: dict[str, bytes], records: Iterable[bytes], incarnation: str | None = None
+    values: MutableMapping[str, bytes], records: Iterable[bytes], incarnation: str | None = None
 ) -> str | None:
     """Apply changelog records in order: complete checkpoint groups only.
 
@@ -207,14 +321,18 @@ class ChangelogStore(Generic[T]):
         unpack: Callable[[bytes], T],
         snapshot_dir: Path,
         live_capacity: int = 100_000,
+        backend: str = "memory",
     ) -> None:
+        if backend not in ("memory", "rocksdb"):
+            raise ValueError(f"state store backend must be memory or rocksdb, got {backend!r}")
+        self.backend = backend
         self.name = name
         self.changelog = changelog
         self.new = new
         self.unpack = unpack
         self.snapshot_dir = snapshot_dir
         self.live_capacity = live_capacity
-        self.values: dict[int, dict[str, bytes]] = {}
+        self.values: dict[int, MutableMapping[str, bytes]] = {}
         self.live: OrderedDict[str, T] = OrderedDict()
         self.dirty: dict[int, set[str]] = {}
         #: Partition -> set once its state is recovered (agents wait on it).
@@ -258,7 +376,17 @@ class ChangelogStore(Generic[T]):
         """Own a partition with the recovered values; readers may use it from now on."""
         p = recovered.partition
         self._evict_partition(p)
-        self.values[p] = recovered.values
+        values = recovered.values
+        if self.backend == "rocksdb" and not isinstance(values, RocksValues):
+            # Rebuilt values (a dict) replace whatever the local database held.
+            rocks = self.rocks(p)
+            rocks.clear_all()
+            rocks.update_many(values.items())
+            values = rocks
+        old = self.values.get(p)
+        if isinstance(old, RocksValues) and old is not values:
+            old.close()
+        self.values[p] = values
         self.dirty.pop(p, None)
         self.end_offsets[p] = recovered.end_offset
         if recovered.incarnation is not None:
@@ -269,7 +397,9 @@ class ChangelogStore(Generic[T]):
         """Forget a partition (revoked): its unflushed changes are redone by the next owner."""
         self.event(partition).clear()
         self._evict_partition(partition)
-        self.values.pop(partition, None)
+        values = self.values.pop(partition, None)
+        if isinstance(values, RocksValues):
+            values.close()  # the database stays on disk: a later assignment reuses it
         self.dirty.pop(partition, None)
 
     def unready(self, partition: int) -> None:
@@ -299,11 +429,14 @@ class ChangelogStore(Generic[T]):
         self._cache(key, obj)
         return obj
 
-    def get_for_update(self, key: str, partition: int) -> T:
-        """The key's object (created when new), marked dirty: the caller changes it now."""
+    def get_for_update(self, key: str, partition: int, new: Callable[[], T] | None = None) -> T:
+        """The key's object (created by ``new``, default the store's, when new), marked dirty.
+
+        The caller changes it now.
+        """
         obj = self.get(key, partition)
         if obj is None:
-            obj = self.new()
+            obj = (new or self.new)()
             self._cache(key, obj)
         self.dirty.setdefault(partition, set()).add(key)
         return obj
@@ -334,6 +467,15 @@ class ChangelogStore(Generic[T]):
             if key not in self.values.get(partition, {}):
                 yield key
 
+    def current_values(self, partition: int) -> dict[str, bytes]:
+        """Every key of ``partition`` packed as it is now (changes not yet flushed included)."""
+        out = dict(self.values.get(partition, {}))
+        for key in self.dirty.get(partition, ()):
+            obj = self.live.get(key)
+            if obj is not None:
+                out[key] = obj.pack()  # type: ignore[attr-defined]
+        return out
+
     def count(self) -> int:
         return sum(len(v) for v in self.values.values())
 
@@ -345,45 +487,38 @@ class ChangelogStore(Generic[T]):
         cached). Called under the checkpoint lock, so nothing changes meanwhile.
         """
         out: dict[int, list[bytes]] = {}
-        packer = msgpack.Packer(use_bin_type=True)
         self.checkpoint += 1
         for partition in set(self.dirty) | self.rewrite:
             stored = self.values.get(partition)
             if stored is None:
                 continue
             keys = stored if partition in self.rewrite else self.dirty.get(partition, ())
-            entries: list[bytes] = []
-            groups: list[list[bytes]] = []
-            size = 0
-            for key in keys:
-                obj = self.live.get(key)
-                if obj is not None:
-                    packed = obj.pack()  # type: ignore[attr-defined]
-                    stored[key] = packed
-                else:  # a clean key of a partition being rewritten
-                    packed = stored[key]
-                entry = packer.pack(key) + packer.pack(packed)
-                if entries and size + len(entry) > MAX_RECORD_BYTES:
-                    groups.append(entries)
-                    entries, size = [], 0
-                entries.append(entry)
-                size += len(entry)
-            if entries:
-                groups.append(entries)
-            if groups:
-                out[partition] = [
-                    changelog_record(self.checkpoint, i, len(groups), group)
-                    for i, group in enumerate(groups)
-                ]
+            records = checkpoint_group(self.checkpoint, self._packed(stored, keys))
+            if records:
+                out[partition] = records
         self.rewrite = set()
         self.dirty = {}
         self.trim()
         return out
 
+    def _packed(self, stored: dict[str, bytes], keys: Iterable[str]) -> Iterator[tuple[str, bytes]]:
+        """``(key, packed value)`` of ``keys``, live objects packed into ``stored`` first."""
+        for key in keys:
+            obj = self.live.get(key)
+            if obj is not None:
+                packed = obj.pack()  # type: ignore[attr-defined]
+                stored[key] = packed
+            else:  # a clean key of a partition being rewritten
+                packed = stored[key]
+            yield key, packed
+
     def sent(self, partition: int, last_offset: int) -> None:
         """The broker acknowledged our records up to ``last_offset`` on ``partition``."""
         self.end_offsets[partition] = max(self.end_offsets.get(partition, 0), last_offset + 1)
         self.records_since_snapshot[partition] = self.records_since_snapshot.get(partition, 0) + 1
+        values = self.values.get(partition)
+        if isinstance(values, RocksValues):
+            values.set_meta(self.end_offsets[partition], self.incarnations.get(partition))
 
     # -- snapshots -------------------------------------------------------------------
     def snapshot_path(self, partition: int) -> Path:
@@ -398,11 +533,15 @@ class ChangelogStore(Generic[T]):
         """A consistent copy (values after the last flush, and the offset it covers)."""
         values = self.values.get(partition)
         incarnation = self.incarnations.get(partition)
-        if values is None or incarnation is None:
-            return None
+        if values is None or incarnation is None or isinstance(values, RocksValues):
+            return None  # a RocksDB store is its own snapshot
         self.snapshot_taken[partition] = time.monotonic()
         self.records_since_snapshot[partition] = 0
         return Snapshot(self.end_offsets.get(partition, 0), incarnation, time.time(), dict(values))
+
+    def rocks(self, partition: int) -> RocksValues:
+        """The partition's RocksDB values (opened here, kept on disk across runs)."""
+        return RocksValues(self.snapshot_dir / f"p{partition}" / "rocks")
 
     # -- recovery --------------------------------------------------------------------
     def recover(
@@ -417,26 +556,18 @@ class ChangelogStore(Generic[T]):
         end)`` yields the record values in ``[start, end)``.
         """
         started = time.monotonic()
-        snapshot = read_snapshot(self.snapshot_path(partition))
-        values: dict[str, bytes] = {}
         incarnation: str | None = None
         if end_offset > 0:
             first = next(iter(read_changelog(0, 1)), None)
             incarnation = apply_records({}, [first]) if first is not None else None
+        if self.backend == "rocksdb":
+            return self._recover_rocks(partition, end_offset, incarnation, read_changelog, started)
+        snapshot = read_snapshot(self.snapshot_path(partition))
+        values: dict[str, bytes] = {}
         result = Recovered(partition, values, end_offset, incarnation)
         if snapshot is not None:
             if snapshot.incarnation != incarnation or snapshot.offset > end_offset:
-                log.warning(
-                    "%s p%d: the snapshot (offset %d, %s) is not of this changelog "
-                    "(end %d, %s): the broker lost it; rebuild from the event log",
-                    self.name,
-                    partition,
-                    snapshot.offset,
-                    snapshot.incarnation,
-                    end_offset,
-                    incarnation,
-                )
-                result.lost = True
+                self._warn_lost(partition, snapshot.offset, snapshot.incarnation, result)
                 return result
             values.update(snapshot.values)
             result.from_snapshot = len(snapshot.values)
@@ -448,6 +579,42 @@ class ChangelogStore(Generic[T]):
             apply_records(values, read_changelog(start, end_offset), incarnation)
         result.seconds = time.monotonic() - started
         return result
+
+    def _recover_rocks(
+        self,
+        partition: int,
+        end_offset: int,
+        incarnation: str | None,
+        read_changelog: Callable[[int, int], Iterator[bytes]],
+        started: float,
+    ) -> Recovered:
+        values = self.rocks(partition)
+        offset, local = values.meta()
+        result = Recovered(partition, values, end_offset, incarnation)
+        if local is not None and (local != incarnation or offset > end_offset):
+            self._warn_lost(partition, offset, local, result)
+            values.close()
+            return result
+        if local is None:  # a new database: everything comes from the changelog
+            values.clear_all()
+            offset = 0
+        result.from_snapshot = len(values) if offset else 0
+        if offset < end_offset:
+            result.from_changelog = end_offset - offset
+            apply_records(values, read_changelog(offset, end_offset), incarnation)
+            values.set_meta(end_offset, incarnation)
+        result.seconds = time.monotonic() - started
+        return result
+
+    def _warn_lost(
+        self, partition: int, offset: int, incarnation: str | None, result: Recovered
+    ) -> None:
+        log.warning(
+            "%s p%d: the saved state (offset %d, %s) is not of this changelog (end %d, %s): "
+            "the broker lost it; rebuild from the event log",
+            self.name, partition, offset, incarnation, result.end_offset, result.incarnation,
+        )  # fmt: skip
+        result.lost = True
 
     @staticmethod
     def new_incarnation() -> str:

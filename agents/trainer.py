@@ -31,20 +31,15 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from agents.serving import models_roots
+from agents.cli_io import add_output_options, add_wait_timeout, positive_int
 from agents.settings import Settings
-from models.model_version import (
-    VersionInfo,
-    copy_version,
-    current_version,
-    list_versions,
-    set_current,
-    write_version,
-)
-from models.training import NotEnoughData, TrainingParams, train_version
-from streams.importer import ImportSpec
+
+if TYPE_CHECKING:  # imported where used: `tastestream --help` must not load numpy and scipy
+    from models.model_version import VersionInfo
+    from models.training import TrainingParams
+    from streams.importer import ImportSpec
 
 log = logging.getLogger("tastestream.trainer")
 
@@ -113,7 +108,7 @@ def announce(settings: Settings, message: dict[str, Any], timeout: float = 15.0)
     try:
         ensure_topics(settings)
         errors: list[str] = []
-        producer = Producer({"bootstrap.servers": settings.kafka_bootstrap, "log_level": 3})
+        producer = Producer({**settings.kafka_client_config(), "log_level": 3})
         producer.produce(
             settings.topics.model_updates.name,
             key=ANNOUNCE_KEY,
@@ -130,12 +125,21 @@ def announce(settings: Settings, message: dict[str, Any], timeout: float = 15.0)
     return True
 
 
-def publish(settings: Settings, trained: Any, source: str) -> VersionInfo:
-    """Write the version in every models root, point CURRENT at it, announce it."""
+def publish(settings: Settings, trained: Any, source: str, candidate: bool = False) -> VersionInfo:
+    """Write the version in every models root, point CURRENT at it, announce it.
+
+    A ``candidate`` is only written: ``tastestream model shadow`` scores it and
+    ``model promote`` makes it CURRENT (:mod:`agents.shadow`).
+    """
+    from agents.serving import models_roots
+    from models.model_version import copy_version, set_current, write_version
+
     roots = models_roots(settings)
     info = write_version(roots[0], trained, {"source": source})
     for root in roots[1:]:
         copy_version(info, root)
+    if candidate:
+        return info
     for root in roots:
         set_current(root, info.version)
     announce(settings, info.announcement("publish"))
@@ -145,6 +149,10 @@ def publish(settings: Settings, trained: Any, source: str) -> VersionInfo:
 def _progress(info: dict[str, Any]) -> None:
     stage = info["stage"]
     if "epoch" in info:
+        # at most five lines per stage: a 50-epoch run would otherwise fill the log
+        epoch, epochs = info["epoch"], info["epochs"]
+        if epoch != epochs and epoch % max(1, epochs // 5):
+            return
         text = (
             f"  {stage:13s} epoch {info['epoch']:>3}/{info['epochs']:<3} "
             f"loss {info['loss']:.4f}  {info['elapsed']:7.1f}s"
@@ -154,46 +162,135 @@ def _progress(info: dict[str, Any]) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
+#: Event passes an automatic choice of epochs may spend: 20 epochs of 50k events.
+EPOCH_BUDGET = 1_000_000
+#: Epochs at most (small logs) and at least (the embedding's default,
+#: ``EmbeddingParams.epochs``: 20, measured on real logs, benchmarks/RESULTS.md).
+MAX_EPOCHS, MIN_EPOCHS = 50, 20
+
+
+def epochs_for(events: int) -> int:
+    """Embedding epochs for a log of ``events``: more passes over a small log, within a budget.
+
+    On a few thousand events few passes leave the embedding unconverged (no
+    category structure; ``benchmarks/map_structure.py``), and a pass costs
+    little there; from 50k events on it is the embedding's default, 20.
+
+    Examples
+    --------
+    >>> epochs_for(5_000), epochs_for(24_000), epochs_for(100_000), epochs_for(2_000_000)
+    (50, 42, 20, 20)
+    """
+    return int(min(MAX_EPOCHS, max(MIN_EPOCHS, round(EPOCH_BUDGET / max(events, 1)))))
+
+
 def train_once(
     settings: Settings,
     events_file: str | None,
     params: TrainingParams,
+    epochs_by_size: bool = False,
+    candidate: bool = False,
     spec: ImportSpec | None = None,
 ) -> VersionInfo:
-    """One training run: read, train, publish. Raises :class:`TrainerError`."""
+    """One training run: read, train, publish. Raises :class:`TrainerError`.
+
+    With ``epochs_by_size``, the embedding's epochs are :func:`epochs_for` the
+    number of events read (the CLI's default when ``--epochs`` is not given).
+    A ``candidate`` is written but not made CURRENT nor announced. ``spec``
+    reads ``events_file`` as a CSV log.
+    """
+    from models.training import NotEnoughData, train_version
+
     started = time.monotonic()
     events = list(read_input(settings, events_file, spec))
     source = events_file or str(settings.eventlog_path)
     if not events:
         raise TrainerError(f"no events yet in {source}: run the worker/demo first")
-    _out(f"training on {len(events):,} events from {source}")
+    if epochs_by_size:
+        params.embedding.epochs = epochs_for(len(events))
+    _out(
+        f"training on {len(events):,} events from {source} "
+        f"({params.embedding.epochs} embedding epochs)"
+    )
     try:
         trained = train_version(events, params, progress=_progress)
     except NotEnoughData as exc:
         raise TrainerError(f"too few events to train: {exc}") from None
-    info = publish(settings, trained, source)
+    info = publish(settings, trained, source, candidate)
     m = trained.metrics
     _out(
-        f"published {info.version} ({m['vocab']:,} tokens, {m['users']:,} users, "
+        f"{'wrote candidate' if candidate else 'published'} {info.version} "
+        f"({m['vocab']:,} tokens, {m['users']:,} users, "
         f"{m['items']:,} items) in {time.monotonic() - started:.1f}s: {info.path}"
     )
     return info
+
+
+def count_logged_events(settings: Settings) -> int:
+    """Events in the durable event log (0 before the first worker wrote any)."""
+    from streams.eventlog import EventLogError, log_directories, read_logs
+
+    try:
+        if not log_directories(settings.eventlog_path):
+            return 0
+    except EventLogError:
+        return 0
+    return sum(1 for _ in read_logs(settings.eventlog_path))
 
 
 def _has_new_events(settings: Settings, events_file: str | None) -> bool:
     """Whether the log holds events the current version did not see (cheap check)."""
     if events_file:
         return True
+    from agents.serving import models_roots
+    from models.model_version import current_version, list_versions
+
     roots = models_roots(settings)
     current = current_version(roots[0])
     versions = {v.version: v for v in list_versions(roots[0])}
     if current not in versions:
         return True
-    from streams.eventlog import read_logs
-
     seen = versions[current].data
-    count = sum(1 for _ in read_logs(settings.eventlog_path))
-    return count != seen.get("events")
+    return count_logged_events(settings) != seen.get("events")
+
+
+def wait_for_logged_events(settings: Settings, wanted: int, poll_seconds: float = 2.0) -> int:
+    """Block until the event log holds ``wanted`` events; return the count then."""
+    _out(f"the first model trains once {settings.eventlog_path} holds {wanted:,} events")
+    while True:
+        count = count_logged_events(settings)
+        if count >= wanted:
+            return count
+        time.sleep(poll_seconds)
+
+
+def wait_for_ingest(settings: Settings, timeout: float) -> None:
+    """Block until the workers applied everything on the events topic now (or raise).
+
+    The targets are the topic's end offsets at the call; the workers' consumer
+    group must commit up to them (see :mod:`agents.applied`).
+    """
+    if not settings.kafka_url:
+        raise TrainerError("--wait-for-ingest needs the broker: set TASTESTREAM_KAFKA_URL")
+    from agents.applied import events_end_offsets, reached, wait_until_applied
+    from agents.progress import Progress
+
+    ends = events_end_offsets(settings)
+    total = sum(ends.values())
+
+    def done(committed: dict[int, int]) -> int:
+        return sum(min(committed.get(p, 0), end) for p, end in ends.items())
+
+    with Progress("ingested by the workers", total=total, unit="messages") as bar:
+        committed = wait_until_applied(
+            settings, ends, timeout, on_poll=lambda c: bar.update_to(done(c))
+        )
+    if not reached(committed, ends):
+        raise TrainerError(
+            f"the workers applied {done(committed):,} of {total:,} messages of "
+            f"{settings.topics.events.name} within {timeout:g} s (is a worker running on this "
+            "broker and prefix? raise --wait-timeout for a long backlog)"
+        )
 
 
 # ---------------------------------------------------------------- commands
@@ -204,6 +301,8 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def _params(args: argparse.Namespace) -> TrainingParams:
+    from models.training import TrainingParams
+
     params = TrainingParams(seed=args.seed)
     if args.epochs is not None:
         params.embedding.epochs = args.epochs
@@ -224,13 +323,21 @@ def cmd_train(args: argparse.Namespace) -> int:
         return 2
     try:
         if args.every is None:
-            train_once(settings, args.events, params, spec)
+            if args.wait_for_ingest:
+                wait_for_ingest(settings, args.wait_timeout)
+            train_once(settings, args.events, params, args.epochs is None, args.candidate, spec)
             return 0
         _out(f"training every {args.every:g}s; Ctrl-C to stop")
+        if args.first_after_events and not args.events:
+            wait_for_logged_events(settings, args.first_after_events)
         while True:
             try:
+                if args.wait_for_ingest:
+                    wait_for_ingest(settings, args.wait_timeout)
                 if _has_new_events(settings, args.events):
-                    train_once(settings, args.events, params, spec)
+                    train_once(
+                        settings, args.events, params, args.epochs is None, args.candidate, spec
+                    )
                 else:
                     _out("no new events since the current version; not training")
             except TrainerError as exc:  # the loop lives on: the log fills up later
@@ -254,6 +361,9 @@ def _loss(value: Any) -> str:
 
 
 def cmd_model_list(args: argparse.Namespace) -> int:
+    from agents.serving import models_roots
+    from models.model_version import current_version, list_versions
+
     settings = _settings(args)
     root = models_roots(settings)[0]
     versions = list_versions(root)
@@ -280,6 +390,9 @@ def cmd_model_list(args: argparse.Namespace) -> int:
 
 def rollback(settings: Settings, to: str | None = None) -> VersionInfo:
     """Point CURRENT at ``to`` (default: the version before CURRENT) and announce it."""
+    from agents.serving import models_roots
+    from models.model_version import current_version, list_versions, set_current
+
     roots = models_roots(settings)
     versions = [v.version for v in list_versions(roots[0])]
     current = current_version(roots[0])
@@ -310,13 +423,18 @@ def cmd_model_rollback(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_parsers(subparsers: Any) -> None:
-    """Add ``train`` and ``model`` to the ``tastestream`` command line."""
+def add_parsers(subparsers: Any, verb: Any = None) -> None:
+    """Add ``train`` and ``model`` to the ``tastestream`` command line.
+
+    ``verb(name, help)`` makes a verb's parser (the CLI's, with its output
+    options); default: ``subparsers.add_parser``.
+    """
+    verb = verb or (lambda name, text: subparsers.add_parser(name, help=text, description=text))
 
     def data_dir(p: argparse.ArgumentParser) -> None:
         p.add_argument("--data-dir", dest="data_dir", help="event log and models directory")
 
-    p = subparsers.add_parser("train", help="train a model version, publish and announce it")
+    p = verb("train", "train a model version, publish and announce it")
     when = p.add_mutually_exclusive_group(required=True)
     when.add_argument("--once", action="store_true", help="train once and exit")
     when.add_argument("--every", type=parse_interval, help="train in a loop, e.g. 90s, 30m, 2h, 1d")
@@ -325,29 +443,64 @@ def add_parsers(subparsers: Any) -> None:
         default=None,
         help="JSONL/msgpack events (or a CSV log with --columns) instead of the log",
     )
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--epochs", type=int, default=None, help="embedding epochs (default 20)")
-    p.add_argument("--dim", type=int, default=None, help="embedding dimension (default 64)")
+    p.add_argument("--seed", type=int, default=0, help="random seed of the training (default 0)")
+    p.add_argument(
+        "--epochs",
+        type=positive_int,
+        default=None,
+        help="embedding epochs (default: by log size, at least 20)",
+    )
+    p.add_argument(
+        "--dim", type=positive_int, default=None, help="embedding dimension (default 64)"
+    )
+    p.add_argument(
+        "--first-after-events",
+        dest="first_after_events",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="with --every: train the first version as soon as the log holds N events, "
+        "then on the schedule",
+    )
+    p.add_argument(
+        "--wait-for-ingest",
+        dest="wait_for_ingest",
+        action="store_true",
+        help="first wait until the workers have applied everything on the events topic",
+    )
+    add_wait_timeout(p, "--wait-for-ingest")
+    p.add_argument(
+        "--candidate",
+        action="store_true",
+        help="write the version without making it CURRENT nor announcing it; "
+        "`model shadow` scores it, `model promote` makes it live",
+    )
     data_dir(p)
     from agents.event_input import add_import_options
 
     add_import_options(p, required=False)
     p.set_defaults(func=cmd_train)
 
-    p = subparsers.add_parser("model", help="list model versions or roll back")
-    model_sub = p.add_subparsers(dest="model_command", required=True)
+    p = verb("model", "list model versions or roll back")
+    model_sub = p.add_subparsers(dest="model_command", required=True, parser_class=type(p))
     q = model_sub.add_parser("list", help="versions, data range, metrics, CURRENT")
+    q.set_defaults(func=cmd_model_list, verb_parser=q)
+    add_output_options(q, argparse.SUPPRESS)
     data_dir(q)
-    q.set_defaults(func=cmd_model_list)
     q = model_sub.add_parser("rollback", help="CURRENT back to the previous version")
     q.add_argument("--to", default=None, help="this version instead of the previous one")
+    q.set_defaults(func=cmd_model_rollback, verb_parser=q)
+    add_output_options(q, argparse.SUPPRESS)
     data_dir(q)
-    q.set_defaults(func=cmd_model_rollback)
+    from agents.shadow import add_model_parsers
+
+    add_model_parsers(model_sub, data_dir)
 
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m agents.trainer ...``: the same commands without the rest of the CLI."""
     parser = argparse.ArgumentParser(prog="tastestream")
+    add_output_options(parser)
     add_parsers(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")

@@ -1,24 +1,34 @@
 """A page per user: look at the recommendations, don't read ids (StockX's lesson).
 
+``GET /``
+    Redirects to the page of a user this worker has seen lately (or to
+    ``/ui``, which says how to get events in, when it has seen none).
 ``GET /ui/users/{user_id}``
     HTML (``agents/ui_page.html``, inline JS and SVG, no build step, nothing
     from the internet): the user's recent history beside their lists per
     surface (home, cart, and the item surface for the last viewed item) with
-    sources and reasons, refreshed every second from the worker's own API;
-    and a 2D map of the item embedding space, items coloured by category, the
-    user's trajectory as a line and the user as a dot (Whatnot's figure).
+    sources, reasons, categories and sellers, refreshed every second from the
+    worker's own API; below, a 2D map of the item embedding space, items
+    coloured by category (the most common ones; the rest "other"), the user's
+    path as a line and the user as a dot (Whatnot's figure).
 ``GET /ui/api/users/{user_id}/map``
-    The map as JSON: ``{"model_version", "status": "ready"|"computing"|"no_model",
-    "method": "pca"|"umap", "items": [{"item_id", "x", "y", "category"}],
+    The map as JSON: ``{"model_version", "status": "ready"|"computing"|"no_model"|"failed",
+    "method": "umap"|"graph"|"pca", "items": [{"item_id", "x", "y", "category"}],
     "trajectory": [{"item_id", "type", "ts", "x", "y"}], "user": {"x", "y"}|null,
     "message"}``. Routed to the worker that owns the user (their trajectory).
+``GET /ui/operator``
+    The operator's page (:mod:`agents.ui_operator`): experiments, model
+    versions with a rollback, dead letters.
 ``GET /ui/api/items?ids=a,b``
     ``{"items": {id: {"category", "seller"}}}`` from this worker's catalogue, for
     history events and recommendations that carry no item attributes.
 
-The projection is computed once per model version, in a background thread
-(the first request for a new version answers ``computing``), over at most
-:data:`MAP_ITEMS` items, the model's most frequent ones.
+The projection (:func:`models.projection.fit_projection`: UMAP when installed,
+else a neighbourhood-graph layout) is computed once per model version, in a
+background thread (the first request for a new version answers
+``computing``), over at most :data:`MAP_ITEMS` items, the model's most
+frequent ones. Everything the page reads from the worker's state goes
+through :func:`page_data`, the one place to change when the state layer does.
 
 Examples
 --------
@@ -41,6 +51,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import numpy as np
 
@@ -56,8 +67,10 @@ TRAJECTORY_POINTS = 50
 USER_POINTS = 10
 PAGE = Path(__file__).with_name("ui_page.html")
 NO_MODEL = (
-    "No model is live yet, so there is no embedding space to draw. "
-    "It appears once `tastestream train` publishes a version."
+    "No model is live yet, so there is no embedding space to draw. Until then the lists "
+    "come from co-occurrence and popularity, which work from the first events. The map "
+    "appears when the trainer publishes a version: the demo trains its first after about "
+    "25 seconds of traffic; elsewhere run: tastestream train --once"
 )
 
 
@@ -87,7 +100,7 @@ class ItemMap:
         if not items:
             raise ValueError(f"model {version} has no items to draw")
         projection = fit_projection(matrix, method=method)
-        coords = projection.transform(matrix)
+        coords = projection.coords
         rows: dict[str, list[int]] = {}
         for i, token in enumerate(embedding.vocab):
             rows.setdefault(str(token[0] if isinstance(token, tuple) else token), []).append(i)
@@ -188,10 +201,48 @@ class MapCache:
         )
 
 
-def map_body(app: Any, cache: MapCache, user_id: str) -> dict[str, Any]:
-    """The map JSON for ``user_id`` from this worker's live model and state."""
+@dataclass(frozen=True)
+class PageData:
+    """What the page reads from a worker: its live model and what its state knows."""
+
+    live_model: Any
+    category: Any  # item_id -> category or None
+    seller: Any  # item_id -> seller or None
+    recent: Any  # (user_id, n) -> [(item_id, type, ts)], oldest first
+    recent_user: Any  # () -> a user id this worker holds, or None
+
+
+def page_data(app: Any) -> PageData:
+    """The worker's model and state as the page needs them: its only access to the state."""
     services = app.services
-    model = services.models.live_model
+    state = services.state
+
+    def recent(user_id: str, n: int) -> list[tuple[str, str, float]]:
+        user_state = state.user(user_id)
+        trajectory = user_state.trajectory if user_state is not None else None
+        return trajectory.recent(n) if trajectory is not None else []
+
+    def recent_user() -> str | None:
+        dirty = next(reversed(state.dirty_users), None)  # changed lately, lists not yet redone
+        if dirty is not None:
+            return dirty
+        for partition in sorted(state.assigned["users"]):
+            for user_id in state.users.keys(partition):
+                return user_id
+        return None
+
+    return PageData(
+        live_model=services.models.live_model,
+        category=state.catalogue.category,
+        seller=state.catalogue.seller,
+        recent=recent,
+        recent_user=recent_user,
+    )
+
+
+def map_body(data: PageData, cache: MapCache, user_id: str) -> dict[str, Any]:
+    """The map JSON for ``user_id`` from this worker's live model and state."""
+    model = data.live_model
     body: dict[str, Any] = {
         "user_id": user_id,
         "model_version": None,
@@ -215,23 +266,20 @@ def map_body(app: Any, cache: MapCache, user_id: str) -> dict[str, Any]:
             else f"Projecting model {model.version} to 2D; the map appears in a moment."
         )
         return body
-    catalogue = services.state.catalogue
-    user_state = services.state.user(user_id)
-    trajectory = user_state.trajectory if user_state is not None else None
-    recent = trajectory.recent(TRAJECTORY_POINTS) if trajectory is not None else []
+    recent = data.recent(user_id, TRAJECTORY_POINTS)
     where = item_map.locate(item for item, _, _ in recent)
     user = item_map.user_point([(item, etype) for item, etype, _ in recent])
     body.update(
         status="ready",
         method=item_map.method,
         message=f"{len(item_map.items)} items of model {model.version}, projected by "
-        f"{item_map.method.upper()}",
+        f"{METHOD_NAMES.get(item_map.method, item_map.method)}",
         items=[
             {
                 "item_id": item,
                 "x": round(float(x), 5),
                 "y": round(float(y), 5),
-                "category": catalogue.category(item),
+                "category": data.category(item),
             }
             for item, (x, y) in zip(item_map.items, item_map.coords, strict=True)
         ],
@@ -251,6 +299,13 @@ def map_body(app: Any, cache: MapCache, user_id: str) -> dict[str, Any]:
     return body
 
 
+#: Faust's blueprint for "/" (replaced by a redirect to the page).
+FAUST_INDEX = "faust.web.apps.production_index:blueprint"
+
+#: How the page names each projection method.
+METHOD_NAMES = {"umap": "UMAP", "graph": "a neighbour-graph layout", "pca": "PCA"}
+
+
 def register(app: Any, events_topic: Any) -> MapCache:
     """Add the page and its JSON endpoints to ``app`` (once; later calls are no-ops)."""
     existing = getattr(app, "ui_maps", None)
@@ -258,22 +313,41 @@ def register(app: Any, events_topic: Any) -> MapCache:
         return existing
     from faust import web
 
-    from agents.views import error, routed
+    from agents.views import USER, error, routed
 
     cache = MapCache()
     app.ui_maps = cache
+    from agents import ui_operator
 
-    @app.page("/ui/users/{user_id}")
+    ui_operator.register(app)
+    # Faust's production index answers "/" with {"status": "OK"}; here "/" leads to the page.
+    # (faust-streaming is pinned; its blueprint manager has no public way to drop one.)
+    manager = app.web.blueprints
+    manager._enabled = [(at, bp) for at, bp in manager._enabled if bp != FAUST_INDEX]
+
+    @app.page("/")
+    class Home(web.View):
+        async def get(self, request: web.Request) -> web.Response:
+            user = page_data(app).recent_user()
+            target = "/ui" if user is None else f"/ui/users/{quote(user, safe='')}"
+            return self.text(f"see {target}\n", status=302, headers={"Location": target})
+
+    @app.page("/ui")
+    class NoUserPage(web.View):
+        async def get(self, request: web.Request) -> web.Response:
+            return self.html(PAGE.read_text(encoding="utf-8"))
+
+    @app.page(f"/ui/users/{USER}")
     class UserPage(web.View):
         async def get(self, request: web.Request, user_id: str) -> web.Response:
             # read per request: cheap, and an edited page shows without a restart
             return self.html(PAGE.read_text(encoding="utf-8"))
 
-    @app.page("/ui/api/users/{user_id}/map")
+    @app.page(f"/ui/api/users/{USER}/map")
     class UserMap(web.View):
         async def get(self, request: web.Request, user_id: str) -> web.Response:
             async def local() -> web.Response:
-                return self.json(map_body(app, cache, user_id))
+                return self.json(map_body(page_data(app), cache, user_id))
 
             return await routed(app, events_topic, user_id, self, request, local)
 
@@ -283,15 +357,11 @@ def register(app: Any, events_topic: Any) -> MapCache:
             ids = [x for x in request.query.get("ids", "").split(",") if x]
             if len(ids) > 1000:
                 return error(self, 400, f"at most 1000 ids, got {len(ids)}")
-            catalogue = app.services.state.catalogue
+            data = page_data(app)
             return self.json(
                 {
                     "items": {
-                        item: {
-                            "category": catalogue.category(item),
-                            "seller": catalogue.seller(item),
-                        }
-                        for item in ids
+                        i: {"category": data.category(i), "seller": data.seller(i)} for i in ids
                     }
                 }
             )

@@ -25,7 +25,6 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import msgpack
 from faust import web
 from faust.exceptions import SameNode
 from faust.web.exceptions import ServiceUnavailable
@@ -36,10 +35,14 @@ from models.sessions import INTERACTION_TYPES
 from models.user_state import UserState, token_key
 
 #: An HTTP request body may be this large at most.
-from streams.codecs import MAX_BATCH_BYTES as MAX_BODY_BYTES
-from streams.codecs import DecodeError, decode_payload, encode_events
-from streams.events import EventError, validate_event
+from streams.codecs import DecodedMessage, decode_message, encode_batches
+from streams.limits import MAX_MESSAGE_BYTES as MAX_BODY_BYTES
 from streams.topics import partition_for
+
+#: Path parameters for ids: any characters but "/" (aiohttp's default also refuses
+#: braces, which ids may hold; an encoded "/" (%2F) still reaches the id).
+USER = "{user_id:[^/]+}"
+ITEM = "{item_id:[^/]+}"
 
 #: Seconds a request waits for routing while partitions move (a rebalance).
 ROUTING_WAIT_SECONDS = 8.0
@@ -230,17 +233,16 @@ def cooccurrence_similar(
     return items
 
 
-def decode_body(body: bytes, content_type: str) -> list[Any]:
-    """The events of a ``POST /events`` body (one event or an array), or BadRequest."""
+def decode_body(body: bytes, content_type: str) -> DecodedMessage:
+    """A ``POST /events`` body (one event or an array) decoded and validated, or BadRequest.
+
+    The body is a message like any on the events topic
+    (:func:`streams.codecs.decode_message`); only what cannot be read as events
+    at all is a ``400``.
+    """
     if not body.strip():
         raise BadRequest("body", "is empty; expected a JSON object or an array of objects")
-    if "msgpack" in content_type:
-        try:
-            items = msgpack.unpackb(body, raw=False, strict_map_key=False)
-        except Exception as exc:
-            raise BadRequest("body", f"undecodable msgpack: {str(exc)[:200]}") from None
-        return items if isinstance(items, list) else [items]
-    if body.lstrip()[:1] not in (b"{", b"["):
+    if "msgpack" not in content_type and body.lstrip()[:1] not in (b"{", b"["):
         try:
             value = json.loads(body)
         except (ValueError, RecursionError):
@@ -249,10 +251,12 @@ def decode_body(body: bytes, content_type: str) -> list[Any]:
             ) from None
         kind = {str: "a string", bool: "a boolean", type(None): "null"}.get(type(value), "a number")
         raise BadRequest("body", f"expected a JSON object or an array of objects, got {kind}")
-    try:
-        return decode_payload(body).items
-    except (DecodeError, ValueError, TypeError, RecursionError) as exc:
-        raise BadRequest("body", f"is not valid JSON: {str(exc)[:200]}") from None
+    decoded = decode_message(body)
+    whole = [r for r in decoded.rejections if r.kind == "message"]
+    if whole:
+        what = "msgpack" if decoded.encoding == "msgpack" else "JSON"
+        raise BadRequest("body", f"is not valid {what}: {whole[0].reason[:300]}")
+    return decoded
 
 
 def register(app: TastestreamApp, services: Services, events_topic: Any, pairs_topic: Any) -> None:
@@ -287,43 +291,31 @@ def register(app: TastestreamApp, services: Services, events_topic: Any, pairs_t
                 metrics.inc("tastestream_http_rejected_total", labels={"reason": "too_large"})
                 return error(self, 413, f"body is {len(body)} bytes; the limit is {MAX_BODY_BYTES}")
             try:
-                items = decode_body(body, request.headers.get("Content-Type", ""))
+                decoded = decode_body(body, request.headers.get("Content-Type", ""))
             except BadRequest as exc:
                 metrics.inc("tastestream_http_rejected_total", labels={"reason": "body"})
                 return error(self, 400, str(exc), field=exc.field)
-            rejected = []
+            rejected = [
+                {"index": r.index or 0, "field": r.field, "reason": r.reason}
+                for r in decoded.rejections
+            ]
+            if rejected:
+                metrics.inc("tastestream_http_rejected_total", len(rejected), {"reason": "event"})
             by_partition: dict[int, list[dict[str, Any]]] = defaultdict(list)
             seen_ids: set[str] = set()
             duplicates = 0
-            for index, raw in enumerate(items):
-                try:
-                    event = validate_event(raw)
-                except EventError as exc:
-                    rejected.append({"index": index, "field": exc.field, "reason": str(exc)})
-                    metrics.inc("tastestream_http_rejected_total", labels={"reason": "event"})
-                    continue
-                except Exception as exc:  # hostile values the validator did not foresee
-                    rejected.append({"index": index, "field": None, "reason": repr(exc)[:200]})
-                    metrics.inc("tastestream_http_rejected_total", labels={"reason": "event"})
-                    continue
+            for event in decoded.events:
                 if event["event_id"] in seen_ids:
                     duplicates += 1
                     continue
                 seen_ids.add(event["event_id"])
                 by_partition[partition_for(event["user_id"], settings.partitions)].append(event)
             sends = []
+            topic = events_topic.get_topic_name()
             for partition, events in by_partition.items():
-                key = events[0]["user_id"].encode("utf-8", "surrogatepass")
-                sends.append(
-                    await app.producer.send(
-                        events_topic.get_topic_name(),
-                        key,
-                        encode_events(events),
-                        partition,
-                        None,
-                        None,
-                    )
-                )
+                for value, chunk in encode_batches(events):
+                    key = chunk[0]["user_id"].encode()
+                    sends.append(await app.producer.send(topic, key, value, partition, None, None))
             # 202 only once the broker has the events: a lost send is an error, not a success.
             try:
                 await asyncio.gather(*sends)
@@ -337,7 +329,7 @@ def register(app: TastestreamApp, services: Services, events_topic: Any, pairs_t
             )
 
     # -- users --------------------------------------------------------------------
-    @app.page("/users/{user_id}/history")
+    @app.page(f"/users/{USER}/history")
     class History(web.View):
         async def get(self, request: web.Request, user_id: str) -> web.Response:
             if not authorised(services, request, write=False):
@@ -355,7 +347,7 @@ def register(app: TastestreamApp, services: Services, events_topic: Any, pairs_t
 
             return await by_user(self, request, user_id, local)
 
-    @app.page("/users/{user_id}/state")
+    @app.page(f"/users/{USER}/state")
     class UserStateView(web.View):
         async def get(self, request: web.Request, user_id: str) -> web.Response:
             if not authorised(services, request, write=False):
@@ -373,7 +365,7 @@ def register(app: TastestreamApp, services: Services, events_topic: Any, pairs_t
 
             return await by_user(self, request, user_id, local)
 
-    @app.page("/users/{user_id}/recommendations")
+    @app.page(f"/users/{USER}/recommendations")
     class Recommendations(web.View):
         async def get(self, request: web.Request, user_id: str) -> web.Response:
             if not authorised(services, request, write=False):
@@ -388,14 +380,13 @@ def register(app: TastestreamApp, services: Services, events_topic: Any, pairs_t
             surface = query.get("surface", "home")
             item_id = query.get("item_id")
 
+            request_id = query.get("request_id") or None
+
             async def local() -> web.Response:
-                plain = not exclude and seed is None and item_id is None
-                hit = recommender.cached(user_id, surface, k) if plain else None
-                if hit is not None:
-                    metrics.inc("tastestream_recs_cache_hits_total")
-                    return self.json(hit)
                 try:
-                    body = await recommender.recommend(user_id, surface, k, exclude, item_id, seed)
+                    body = await recommender.serve(
+                        user_id, surface, k, exclude, item_id, seed, "http", request_id
+                    )
                 except RequestError as exc:
                     return error(self, 400, str(exc))
                 return self.json(body)
@@ -403,7 +394,7 @@ def register(app: TastestreamApp, services: Services, events_topic: Any, pairs_t
             return await by_user(self, request, user_id, local)
 
     # -- items --------------------------------------------------------------------
-    @app.page("/items/{item_id}/similar")
+    @app.page(f"/items/{ITEM}/similar")
     class Similar(web.View):
         async def get(self, request: web.Request, item_id: str) -> web.Response:
             if not authorised(services, request, write=False):

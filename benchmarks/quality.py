@@ -28,6 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from agents.trainer import epochs_for
 from models.evaluation import Protocol, evaluate, report_markdown
 from models.evaluation.baselines import baseline_rows
 from models.evaluation.rows import RecentlyViewed, SeedEcho
@@ -99,7 +100,11 @@ def main() -> None:
     for name in [s.strip() for s in args.sets.split(",") if s.strip()]:
         started = time.perf_counter()
         events, hours, protocol, label = load(name, args)
-        system = ServedSystem(TrainingParams(seed=args.seed), seed=args.seed)
+        params = TrainingParams(seed=args.seed)
+        cut = max(e["ts"] for e in events) - hours * 3600.0
+        # The epochs `train` would choose for what the served model trains on.
+        params.embedding.epochs = epochs_for(sum(e["ts"] < cut for e in events))
+        system = ServedSystem(params, seed=args.seed)
         rows = [
             *served_rows(system),
             *baseline_rows(args.baselines, seed=args.seed),

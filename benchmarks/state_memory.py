@@ -28,6 +28,7 @@ import sys
 import time
 import tracemalloc
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -285,6 +286,128 @@ def memory_pass(args: argparse.Namespace) -> None:
     )
 
 
+def store_pass(args: argparse.Namespace) -> None:
+    """What a worker holds per user and per token, folded by the worker's own functions.
+
+    Users' events go through ``fold_message`` into ``UserState`` objects (the
+    live form, for the keys being updated) and are then packed (the form a
+    ``ChangelogStore`` keeps for every other key: one ``bytes`` per key); pair
+    records go through ``TokenState.fold``. The worker's heap per 1M users is
+    the packed form for all of them plus live objects for at most
+    ``state_cache_keys`` (100,000 by default).
+    """
+    from models.token_state import TokenState
+    from models.user_state import StateConfig, UserState, fold_message
+    from streams.events import validate_event
+
+    n = args.memory_users
+    config = StateConfig()
+    canonical = [[validate_event(e) for e in events] for events in users(args, n)]
+    n_events = sum(map(len, canonical))
+
+    def fold_users() -> tuple[dict[str, UserState], list[Any]]:
+        states: dict[str, UserState] = {}
+        records: list[Any] = []
+        for offset, events in enumerate(canonical):
+            uid = events[0]["user_id"]
+            _, counted = fold_message(
+                events, lambda _u, uid=uid: states.setdefault(uid, UserState(config)), 0, offset
+            )
+            records.extend(counted)
+        return states, records
+
+    started = time.process_time()
+    fold_users()
+    fold_seconds = time.process_time() - started
+    states, records = fold_users()
+    packed, packed_heap = traced(partial(_packed, states))
+    del states
+    # Live objects as the store makes them from packed values (item ids interned once).
+    _, live_heap = traced(lambda: [UserState.unpack(b, config) for b in packed.values()])
+    by_token: dict[str, list[Any]] = {}
+    for record in records:
+        by_token.setdefault(record[1] if record[0] is None else record[0], []).append(record)
+    started = time.process_time()
+    tokens, token_heap = traced(
+        lambda: {
+            k: _folded(TokenState(config.cooccurrence_capacity, config.half_life), rs)
+            for k, rs in by_token.items()
+        }
+    )
+    token_seconds = time.process_time() - started
+    _, token_packed_heap = traced(lambda: {k: t.pack() for k, t in tokens.items()})
+    per_user_packed = packed_heap / n
+    per_user_live = live_heap / n
+    from agents.settings import Settings
+
+    cache = Settings().state_cache_keys
+    worker_heap = per_user_packed * MILLION + per_user_live * cache
+    print(f"the worker's stores ({n:,} users, {n_events:,} events, {len(tokens):,} tokens):")
+    print(
+        f"  user fold (fold_message)   {n_events / fold_seconds:>11,.0f} events/s; "
+        f"token fold {len(records) / token_seconds:,.0f} records/s "
+        f"({len(records) / n_events:.1f} records per event)"
+    )
+    print(
+        f"  per user: live {per_user_live:,.0f} B, packed {per_user_packed:,.0f} B "
+        f"(msgpack {sum(map(len, packed.values())) / n:,.0f} B)"
+    )
+    print(
+        f"  per token: live {token_heap / len(tokens):,.0f} B, "
+        f"packed {token_packed_heap / len(tokens):,.0f} B"
+    )
+    print(
+        f"  memory store: heap per 1M users (all packed + {cache:,} live): {human(worker_heap)} "
+        f"(target <= 1 GiB: {'met' if worker_heap <= 2**30 else 'NOT met'})"
+    )
+    rocks_pass(packed, per_user_live, cache)
+
+
+def rocks_pass(packed: dict[str, bytes], per_user_live: float, cache: int) -> None:
+    """The same packed values in a RocksDB store (``state_store = "rocksdb"``): heap and RSS."""
+    import tempfile
+
+    import psutil
+
+    from agents.store import RocksValues
+
+    process = psutil.Process()
+    gc.collect()
+    rss_before = process.memory_info().rss
+    path = Path(tempfile.mkdtemp(prefix="state-memory-rocks-")) / "db"
+    values = RocksValues(path)
+    items = list(packed.items())
+    started = time.perf_counter()
+    for start in range(0, len(items), 1000):
+        values.update_many(items[start : start + 1000])
+    write_seconds = time.perf_counter() - started
+    started = time.perf_counter()
+    for key, _ in items[:20_000]:
+        values.get(key)
+    read_seconds = time.perf_counter() - started
+    rss = process.memory_info().rss - rss_before
+    disk = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+    values.close()
+    n = len(items)
+    heap = per_user_live * cache
+    print(
+        f"  rocksdb store: heap per 1M users ({cache:,} live, values on disk): {human(heap)}"
+        f" (target <= 1 GiB: {'met' if heap <= 2**30 else 'NOT met'}); RSS +{human(rss)} for "
+        f"{n:,} users (block cache and memtables, bounded), disk {human(disk / n * MILLION)} "
+        f"per 1M users; {n / write_seconds:,.0f} writes/s, "
+        f"{min(n, 20_000) / read_seconds:,.0f} reads/s"
+    )
+
+
+def _packed(objects: dict[str, Any]) -> dict[str, bytes]:
+    return {key: obj.pack() for key, obj in objects.items()}
+
+
+def _folded(token: Any, records: list[Any]) -> Any:
+    token.fold(records)
+    return token
+
+
 def main(argv: list[str] | None = None) -> None:
     sys.stdout.reconfigure(line_buffering=True)  # progress shows when piped to a file
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -295,11 +418,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sellers", type=int, default=5_000)
     parser.add_argument("--categories", type=int, default=50)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--only",
+        choices=["all", "structures", "stores"],
+        default="all",
+        help="structures: each model class alone; stores: what a worker holds",
+    )
     args = parser.parse_args(argv)
     print("$ python " + shlex.join([sys.argv[0], *(argv if argv is not None else sys.argv[1:])]))
     print(f"python {sys.version.split()[0]}, numpy {np.__version__}, msgpack {msgpack.version}")
-    timed_pass(args)
-    memory_pass(args)
+    parser_only = args.only
+    if parser_only in ("all", "structures"):
+        timed_pass(args)
+        memory_pass(args)
+    if parser_only in ("all", "stores"):
+        store_pass(args)
 
 
 if __name__ == "__main__":

@@ -197,6 +197,8 @@ class UserBandit:
         """
         if self.watermark is None or now > self.watermark:
             self.watermark = now
+        if not (self.pending_sellers or self.pending_items):
+            return 0  # the common case: nothing waits for an engagement
         horizon = self.watermark - self.window
         added = self._expire(self.pending_sellers, self.sellers, horizon)
         return added + self._expire(self.pending_items, self.items, horizon)

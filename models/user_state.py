@@ -65,7 +65,40 @@ from models.sessions import DEFAULT_GAP_SECONDS, INTERACTION_TYPES
 from models.trajectory import UserTrajectory
 
 #: Version of :meth:`UserState.pack`'s layout (the first element of the packed array).
-PACK_VERSION = 1
+PACK_VERSION = 2
+
+#: The optional fields of a canonical event, in the order a history entry keeps them.
+_OPTIONAL = ("session_id", "value", "context", "item")
+_TYPES = ("view", "click", "favorite", "cart", "purchase", "impression")
+_TYPE_CODE = {name: code for code, name in enumerate(_TYPES)}
+
+
+def compact_event(event: Mapping[str, Any]) -> bytes:
+    """One history entry: the event without its user id, as a positional msgpack array.
+
+    About half the size of the event's map (no key names, no repeated user id).
+
+    >>> e = {"user_id": "u", "item_id": "i", "type": "cart", "ts": 5.0, "event_id": "x"}
+    >>> expand_event(compact_event(e), "u") == e
+    True
+    """
+    entry = [event["item_id"], _TYPE_CODE[event["type"]], event["ts"], event["event_id"]]
+    extra = [event.get(name) for name in _OPTIONAL]
+    while extra and extra[-1] is None:
+        extra.pop()
+    return _packb(entry + extra)
+
+
+def expand_event(entry: bytes, user_id: str) -> dict[str, Any]:
+    """The canonical event a :func:`compact_event` entry stands for."""
+    fields = msgpack.unpackb(entry, raw=False, strict_map_key=False)
+    event = {"user_id": user_id, "item_id": fields[0], "type": _TYPES[fields[1]], "ts": fields[2]}
+    for name, value in zip(_OPTIONAL, fields[4:], strict=False):
+        if value is not None:
+            event[name] = value
+    event["event_id"] = fields[3]
+    return event
+
 
 _INTERACTIONS = frozenset(INTERACTION_TYPES)
 _packb = msgpack.Packer(use_bin_type=True).pack
@@ -133,42 +166,72 @@ def event_digest(event_id: str) -> bytes:
 
 
 class SeenIds:
-    """The digests of the last ``capacity`` event ids applied, oldest first."""
+    """The digests of the last ``capacity`` event ids applied, oldest first.
 
-    __slots__ = ("capacity", "order", "seen")
+    Kept as one ``bytearray`` of 8-byte digests (8 bytes an id; a set of bytes
+    objects would cost ~100): a look-up is a C-speed ``find`` over at most
+    ``8 * capacity`` bytes, counted only at 8-byte boundaries.
+
+    >>> seen = SeenIds(2)
+    >>> [seen.admit(d) for d in (b"a" * 8, b"b" * 8, b"a" * 8, b"c" * 8)]
+    [True, True, False, True]
+    >>> b"a" * 8 in seen, len(seen)  # the oldest was forgotten
+    (False, 2)
+    """
+
+    __slots__ = ("blob", "capacity")
 
     def __init__(self, capacity: int, packed: bytes = b"") -> None:
         self.capacity = capacity
-        self.order: deque[bytes] = deque(packed[i : i + 8] for i in range(0, len(packed), 8))
-        while len(self.order) > capacity:
-            self.order.popleft()
-        self.seen = set(self.order)
+        self.blob = bytearray(packed[-8 * capacity :] if packed else b"")
 
     def __len__(self) -> int:
-        return len(self.order)
+        return len(self.blob) // 8
+
+    def __contains__(self, digest: bytes) -> bool:
+        blob = self.blob
+        start = 0
+        while True:
+            found = blob.find(digest, start)
+            if found < 0:
+                return False
+            if not found & 7:
+                return True
+            start = found + 1
 
     def admit(self, digest: bytes) -> bool:
         """True (and remembered) the first time ``digest`` is offered."""
-        if digest in self.seen:
+        if digest in self:
             return False
-        self.seen.add(digest)
-        self.order.append(digest)
-        if len(self.order) > self.capacity:
-            self.seen.discard(self.order.popleft())
+        blob = self.blob
+        blob += digest
+        if len(blob) > 8 * self.capacity:
+            del blob[:8]
         return True
 
     def pack(self) -> bytes:
-        return b"".join(self.order)
+        return bytes(self.blob)
 
 
 class UserState:
     """Everything the stream keeps for one user; see the module docstring."""
 
-    __slots__ = ("bandit", "config", "history", "history_bytes", "seen", "trajectory", "window")
+    __slots__ = (
+        "bandit",
+        "config",
+        "history",
+        "history_bytes",
+        "seen",
+        "trajectory",
+        "user_id",
+        "window",
+    )
 
-    def __init__(self, config: StateConfig) -> None:
+    def __init__(self, config: StateConfig, user_id: str = "") -> None:
         self.config = config
-        #: msgpack-encoded events, oldest first.
+        #: Whose state this is (history entries leave the user id out).
+        self.user_id = user_id
+        #: Compact history entries (:func:`compact_event`), oldest first.
         self.history: deque[bytes] = deque()
         self.history_bytes = 0
         self.seen = SeenIds(config.dedupe_window)
@@ -197,9 +260,11 @@ class UserState:
         Impressions count nothing (they only feed the bandit and ``last_seen``).
         """
         digest = event_digest(event["event_id"])
-        if digest in self.seen.seen:
+        if digest in self.seen:
             return None
-        encoded = _packb(event)  # first: an event that cannot be encoded changes nothing
+        encoded = compact_event(event)  # first: an event that cannot be encoded changes nothing
+        if not self.user_id:
+            self.user_id = event["user_id"]
         self.seen.admit(digest)
         self._remember(encoded)
         self.trajectory.update(event)
@@ -232,7 +297,7 @@ class UserState:
         n = len(self.history) if limit is None else min(limit, len(self.history))
         out = []
         for i in range(1, n + 1):
-            out.append(msgpack.unpackb(self.history[-i], raw=False, strict_map_key=False))
+            out.append(expand_event(self.history[-i], self.user_id))
         return out
 
     def __len__(self) -> int:
@@ -243,6 +308,7 @@ class UserState:
         """A plain msgpack-able list (configuration not included)."""
         return [
             PACK_VERSION,
+            self.user_id,
             list(self.history),
             self.seen.pack(),
             self.trajectory.to_state(),
@@ -302,10 +368,10 @@ class UserState:
 
     @classmethod
     def from_state(cls, state: list[Any], config: StateConfig) -> UserState:
-        version, history, seen, trajectory, window, bandit = state
-        if version != PACK_VERSION:
-            raise ValueError(f"user state version {version!r}; this code reads {PACK_VERSION}")
-        user = cls(config)
+        if state[0] != PACK_VERSION:
+            raise ValueError(f"user state version {state[0]!r}; this code reads {PACK_VERSION}")
+        _, user_id, history, seen, trajectory, window, bandit = state
+        user = cls(config, user_id)
         user.history = deque(history)
         user.history_bytes = sum(map(len, history))
         user.seen = SeenIds(config.dedupe_window, seen)

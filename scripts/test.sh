@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
-# Installs the test dependencies and runs the whole suite (lint, doctests, tests).
+# Installs the test dependencies and runs the whole suite (lint, doctests, tests)
+# on $PYTHON (python3: 3.11 here), then the suite again on the newest Python
+# 3.12+ this machine has, in a venv of its own under .venv-ci/ (with the optional
+# UMAP extra, so the map's UMAP path is tested there and its fallback on the first).
 # The suite starts its own Kafka-compatible broker (Tansu) and Redis; nothing
-# needs to be running.
+# needs to be running. Extra arguments go to pytest (both runs).
+# TASTESTREAM_NEWEST_PYTHON=none skips the second run; =/path/to/python picks it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
@@ -23,4 +27,35 @@ fi
 
 "$PYTHON" -m ruff check .
 "$PYTHON" -m ruff format --check .
+echo "== suite on $("$PYTHON" -c 'import sys; print(sys.version.split()[0])')"
 "$PYTHON" -m pytest --doctest-modules streams agents models tests "$@"
+
+# The newest Python 3.12+ here: on PATH, or installed by pyenv (whose shims answer
+# only for the global version, so its versions are looked for directly).
+newest_python() {
+  local minor candidate
+  for minor in 3.14 3.13 3.12; do
+    for candidate in "$(command -v "python$minor" || true)" \
+      $(ls -d "${PYENV_ROOT:-$HOME/.pyenv}/versions/$minor".*/bin/"python$minor" 2>/dev/null |
+        sort -V | tail -n 1); do
+      if [ -n "$candidate" ] && "$candidate" -c 'import venv' >/dev/null 2>&1; then
+        echo "$candidate"
+        return
+      fi
+    done
+  done
+}
+NEWEST=${TASTESTREAM_NEWEST_PYTHON:-$(newest_python)}
+if [ "$NEWEST" = "none" ]; then
+  exit 0
+fi
+if [ -z "$NEWEST" ]; then
+  echo "no Python 3.12 or newer found: the suite ran on $PYTHON only" >&2
+  exit 0
+fi
+version=$("$NEWEST" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+venv=".venv-ci/py$version"
+[ -x "$venv/bin/python" ] || "$NEWEST" -m venv "$venv"
+"$venv/bin/python" -m pip install --quiet --disable-pip-version-check -e '.[test,umap]'
+echo "== suite on $("$venv/bin/python" -c 'import sys; print(sys.version.split()[0])')"
+"$venv/bin/python" -m pytest --doctest-modules streams agents models tests "$@"

@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 
 from aiokafka.partitioner import murmur2
 
+from streams.limits import KAFKA_MAX_MESSAGE_BYTES
+
 
 @dataclass(frozen=True, slots=True)
 class TopicSpec:
@@ -52,6 +54,7 @@ class Topics:
             "user_id",
             "event or batch (JSON or msgpack)",
             "clickstream in: one event or an array of events per message",
+            config={"max.message.bytes": str(KAFKA_MAX_MESSAGE_BYTES)},
         )
         self.dead_letter = TopicSpec(
             f"{prefix}.dead-letter",
@@ -90,7 +93,12 @@ class Topics:
         )
         # Changelogs hold checkpoint groups (many keys per record), which cannot
         # be compacted by key: keep them; snapshots bound what recovery reads.
-        keep = {"cleanup.policy": "delete", "retention.ms": "-1"}
+        keep = {
+            "cleanup.policy": "delete",
+            "retention.ms": "-1",
+            # A checkpoint group's record is split at 512 KiB, plus one state of at most 512 KiB.
+            "max.message.bytes": str(KAFKA_MAX_MESSAGE_BYTES),
+        }
         self.user_changelog = TopicSpec(
             f"{prefix}.user-state-changelog",
             "none (partition = the users' partition)",
@@ -108,6 +116,52 @@ class Topics:
             config=keep,
         )
 
+        self.join_changelog = TopicSpec(
+            f"{prefix}.join-state-changelog",
+            "none (partition = the impressions' partition)",
+            "msgpack checkpoint group {key: state}",
+            "write-behind changelog of the impression join (pending lists, per-variant sums)",
+            internal=True,
+            config=keep,
+        )
+
+        # -- experiments and outcomes (agents/experiments.py, agents/impressions.py) --
+        # Broadcast topics: every worker reads all of it from the beginning and keeps the
+        # latest value per key, so compaction keeps what a new worker needs.
+        compact = {"cleanup.policy": "compact"}
+        self.experiments = TopicSpec(
+            f"{prefix}.experiments",
+            "experiment name",
+            "JSON experiment record (definition, status, shares, stopped variants)",
+            "the running experiments: written by `tastestream experiment` and the guard",
+            per_user=False,
+            internal=True,
+            config=compact,
+        )
+        self.impressions = TopicSpec(
+            f"{prefix}.impressions",
+            "user_id",
+            "msgpack array of join records: served lists, engagements, ticks",
+            "every served list (its items are impressions) and what the join needs to label it",
+            internal=True,
+        )
+        self.outcomes = TopicSpec(
+            f"{prefix}.outcomes",
+            "user_id",
+            "msgpack array of outcomes (one per impression, y_click ... y_purchase, value)",
+            "labelled impressions, once their window closed (the ranker's training examples)",
+            internal=True,
+        )
+        self.experiment_metrics = TopicSpec(
+            f"{prefix}.experiment-metrics",
+            "partition of the impressions topic",
+            "JSON per-variant sums of one partition",
+            "per-variant sums by partition: any worker adds them up for GET /experiments/{name}",
+            per_user=False,
+            internal=True,
+            config=compact,
+        )
+
     def all(self) -> list[TopicSpec]:
         return [
             self.events,
@@ -118,6 +172,11 @@ class Topics:
             self.cooccurrence_pairs,
             self.user_changelog,
             self.token_changelog,
+            self.join_changelog,
+            self.experiments,
+            self.impressions,
+            self.outcomes,
+            self.experiment_metrics,
         ]
 
 

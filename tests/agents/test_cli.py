@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -124,15 +125,28 @@ def assert_all_exited(pids) -> None:
     wait_until(lambda: not alive(), timeout=20, what="the demo's children to exit")
 
 
-def test_demo_runs_for_its_duration_and_leaves_nothing_behind(tmp_path):
-    proc, port, out = start_demo(tmp_path, "--duration", "12", "--rate", "300")
+def test_demo_names_a_user_with_events_trains_early_and_leaves_nothing_behind(tmp_path):
+    proc, port, out = start_demo(
+        tmp_path, "--duration", "30", "--rate", "300", "--first-model-after", "1500"
+    )
+    base = f"http://127.0.0.1:{port}"
     seen: set[int] = set()
     accepted = 0.0
+    banner_user = live_model = None
     deadline = time.monotonic() + 150
     while proc.poll() is None and time.monotonic() < deadline:
         seen.update(_descendants(proc.pid))
         try:
-            status, text = http("GET", f"http://127.0.0.1:{port}/metrics", timeout=2)
+            if banner_user is None:
+                found = re.search(rf"page:  {base}/ui/users/(\S+)", out.read_text())
+                if found:
+                    banner_user = found.group(1)
+                    # the user the banner names already has events, the moment it is printed
+                    assert http("GET", f"{base}/users/{banner_user}/history")[0] == 200
+            if live_model is None:
+                status, body = http("GET", f"{base}/models", timeout=2)
+                live_model = body.get("live") if status == 200 else None
+            status, text = http("GET", f"{base}/metrics", timeout=2)
             if status == 200:
                 for line in text.splitlines():
                     if line.startswith("tastestream_events_accepted_total "):
@@ -142,9 +156,14 @@ def test_demo_runs_for_its_duration_and_leaves_nothing_behind(tmp_path):
         time.sleep(0.5)
     output = out.read_text(errors="replace")
     assert proc.returncode == 0, output[-3000:]
-    assert f"HTTP API: http://127.0.0.1:{port}" in output
-    assert "trainer: every 2m" in output
+    assert banner_user, output[-3000:]
+    assert "bootstrap.servers=127.0.0.1:" in output and "export TASTESTREAM_KAFKA_URL=" in output
+    assert "the first trains after 1,500 events" in output and "then every 2m" in output
     assert accepted > 100, output[-3000:]  # the worker ingested the simulated stream
+    # the first model went live during a 30 s demo, not after the 2-minute schedule
+    assert live_model is not None, (tmp_path / "data" / "logs" / "trainer.log").read_text()
+    trainer_log = (tmp_path / "data" / "logs" / "trainer.log").read_text()
+    assert "published" in trainer_log and " INFO " not in trainer_log  # quiet: no gensim chatter
     assert len(seen) >= 4  # broker, redis, worker, trainer (at least)
     assert_all_exited(seen)
 
@@ -206,3 +225,50 @@ def test_import_maps_columns_and_vocabulary_and_counts_rejects(tmp_path, setting
         "item_id": "355908",
         "ts": 1433221332.117,
     }
+
+
+def test_produce_wait_returns_once_the_workers_applied_every_event(tmp_path, settings, worker):
+    events = [
+        {"user_id": f"w{i % 40}", "item_id": f"i{i}", "type": "view", "ts": 1767225600 + i}
+        for i in range(3000)
+    ]
+    path = tmp_path / "events.jsonl"
+    path.write_text("".join(json.dumps(e) + "\n" for e in events))
+    args = ["produce", str(path), "--wait", "--wait-timeout", "60"]
+    result = run_cli(args, settings_env(settings))
+    assert result.returncode == 0, result.stderr.decode()[-2000:]
+    summary = last_json(result.stdout)
+    assert summary["sent"] == summary["applied"] == 3000
+    # applied means applied: no polling needed, every user's history is complete now
+    histories = {f"w{u}": worker.history(f"w{u}") for u in range(40)}
+    assert all(len(h) == 75 for h in histories.values()), {u: len(h) for u, h in histories.items()}
+
+
+def test_produce_wait_times_out_with_one_line_when_no_worker_applies(tmp_path, settings):
+    path = tmp_path / "events.jsonl"
+    path.write_text(json.dumps({"user_id": "u", "item_id": "i", "type": "view", "ts": 1767225600}))
+    started = time.monotonic()
+    args = ["produce", str(path), "--wait", "--wait-timeout", "2"]
+    result = run_cli(args, settings_env(settings))
+    assert result.returncode == 2
+    assert time.monotonic() - started < 30
+    err = result.stderr.decode().strip().splitlines()
+    assert err[-1].startswith("tastestream produce: the workers applied 0 of 1 events within 2 s")
+    assert "Traceback" not in result.stderr.decode()
+    assert last_json(result.stdout)["sent"] == 1
+
+
+def test_train_once_waits_for_ingest_then_trains_on_everything_sent(tmp_path, settings, worker):
+    from models.simulator import ClickstreamSimulator, SimulatorConfig
+
+    events = list(ClickstreamSimulator(SimulatorConfig(users=40, items=120, seed=2)).events(4000))
+    path = tmp_path / "events.jsonl"
+    path.write_text("".join(json.dumps(e) + "\n" for e in events))
+    env = settings_env(settings)
+    sent = run_cli(["produce", str(path)], env)  # returns once the broker has them, no waiting
+    assert sent.returncode == 0, sent.stderr.decode()[-2000:]
+    args = ["train", "--once", "--wait-for-ingest", "--wait-timeout", "60", "--dim", "8"]
+    result = run_cli(args, env, timeout=180)
+    assert result.returncode == 0, result.stderr.decode()[-2000:]
+    # every event sent was in the log it trained on, though nothing waited before
+    assert "training on 4,000 events" in result.stdout.decode(), result.stdout.decode()

@@ -113,3 +113,41 @@ def test_long_emoji_ids_keep_the_worker_and_its_restarts_alive(settings, worker_
     status, body = http("GET", f"{restarted.url}/users/{quote(user)}/history?limit=1")
     assert status == 200 and body["events"][0]["event_id"] == "emoji-299"
     assert restarted.proc.poll() is None
+
+
+def test_a_message_over_the_limit_is_dead_lettered_with_its_digest_and_the_stream_goes_on(
+    settings, worker_factory
+):
+    """Issue 9: a valid 4.3 MB batch of 10,000 events used to vanish without a trace."""
+    import hashlib
+
+    from streams.limits import MAX_MESSAGE_BYTES
+
+    worker = worker_factory(settings)
+    users = [f"big-u{u}" for u in range(1000)]
+    big = msgpack.packb(
+        [
+            {**valid(users[k % 1000], k), "item": {"category": "c" * 200, "seller": "s" * 150}}
+            for k in range(10_000)
+        ]
+    )
+    assert len(big) > 4 * MAX_MESSAGE_BYTES
+    producer = kafka_producer(settings, **{"message.max.bytes": 10_000_000})
+    topic = settings.topics.events.name
+    producer.produce(topic, big, key=b"big-u0", partition=partition_for("big-u0", 4))
+    after = valid("big-after", 0)
+    producer.produce(
+        topic, msgpack.packb(after), key=b"big-after", partition=partition_for("big-after", 4)
+    )
+    producer.flush(30)
+    wait_until(lambda: worker.history("big-after"), what="the next message applied")
+    records = consume_all(settings.kafka_bootstrap, settings.topics.dead_letter.name, 1)
+    dead = json.loads(records[0].value())
+    assert str(MAX_MESSAGE_BYTES) in dead["reason"] or "limit" in dead["reason"]
+    assert dead["original_size"] == len(big) and dead["original_truncated"]
+    assert dead["original_sha256"] == hashlib.sha256(big).hexdigest()
+    assert len(records[0].value()) < MAX_MESSAGE_BYTES
+    # Over HTTP the same limit is a clear 413 naming it.
+    status, body = http("POST", worker.url + "/events", b"[" + b" " * MAX_MESSAGE_BYTES + b"]")
+    assert status == 413, body
+    assert worker.proc.poll() is None

@@ -30,9 +30,13 @@ def applied(worker, stream_sent: dict) -> bool:
     return True
 
 
-@pytest.mark.parametrize("snapshots", [True, False], ids=["snapshots", "changelog-only"])
-def test_kill_9_mid_stream_then_restart_is_exact(snapshots, settings, worker_factory):
-    settings = settings.replace(snapshot_seconds=1.0 if snapshots else 0.0)
+@pytest.mark.parametrize(
+    ("store", "snapshots"),
+    [("memory", True), ("memory", False), ("rocksdb", True)],
+    ids=["snapshots", "changelog-only", "rocksdb"],
+)
+def test_kill_9_mid_stream_then_restart_is_exact(store, snapshots, settings, worker_factory):
+    settings = settings.replace(snapshot_seconds=1.0 if snapshots else 0.0, state_store=store)
     worker = worker_factory(settings)
     stream = SteadyStream(settings, users=30, tag="k9").start()
     wait_until(lambda: stream.rounds >= 25, what="a steady stream")

@@ -3,26 +3,27 @@
 A real worker on the suite's broker and Redis, simulator traffic, one user:
 the page shows their history and recommendations with reasons, updates when a
 new event arrives (no reload), says plainly that no model is live, then draws
-the map once ``train --once`` publishes one. A screenshot is kept for a person
-to look at (``ui-page.png`` under the test's tmp dir).
+the map once ``train --once`` publishes one, with the simulator's categories
+grouped on it. Screenshots are kept for a person to look at, under
+``test-artifacts/`` (git-ignored; the test prints their paths).
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import re
-import shutil
 import subprocess
 import sys
 import time
 import uuid
+from collections import Counter
+from http.client import HTTPConnection
 from pathlib import Path
 
-import aiohttp
 import numpy as np
 import pytest
+from browser import keep, open_page, start_chromium
 from support import REPO, WorkerProcess, http, make_settings, settings_env, wait_until
 
 from agents.producer import EventProducer
@@ -30,89 +31,6 @@ from agents.provision import ensure_topics
 from agents.ui import ItemMap, MapCache
 from models.simulator import ClickstreamSimulator, SimulatorConfig
 from models.token_embedding import EmbeddingParams, TokenEmbedding
-
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-
-
-# ----------------------------------------------------------- a tiny CDP client
-class Page:
-    """One chromium tab driven over the Chrome DevTools Protocol (aiohttp websocket)."""
-
-    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
-        self.ws = ws
-        self.next_id = 0
-
-    async def call(self, method: str, **params) -> dict:
-        self.next_id += 1
-        await self.ws.send_json({"id": self.next_id, "method": method, "params": params})
-        while True:  # events arrive in between; skip them
-            msg = json.loads((await self.ws.receive()).data)
-            if msg.get("id") == self.next_id:
-                if "error" in msg:
-                    raise AssertionError(f"{method}: {msg['error']}")
-                return msg["result"]
-
-    async def eval(self, expression: str):
-        result = await self.call(
-            "Runtime.evaluate", expression=expression, returnByValue=True, awaitPromise=True
-        )
-        if "exceptionDetails" in result:
-            raise AssertionError(f"{expression}: {result['exceptionDetails']}")
-        return result["result"].get("value")
-
-    async def wait_for(self, expression: str, what: str, timeout: float = 30.0):
-        deadline = time.monotonic() + timeout
-        last = None
-        while time.monotonic() < deadline:
-            last = await self.eval(expression)
-            if last:
-                return last
-            await asyncio.sleep(0.2)
-        raise AssertionError(f"page: timed out waiting for {what}; last: {last!r}")
-
-    async def screenshot(self, path: Path) -> None:
-        shot = await self.call("Page.captureScreenshot", format="png", captureBeyondViewport=True)
-        path.write_bytes(base64.b64decode(shot["data"]))
-
-
-def start_chromium(url: str, profile: Path) -> tuple[subprocess.Popen, str]:
-    """Headless chromium on ``url``; returns the process and the page's websocket URL."""
-    stderr_path = profile.with_suffix(".stderr")
-    with open(stderr_path, "wb") as stderr:
-        proc = subprocess.Popen(
-            [
-                CHROMIUM,
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-                "--hide-scrollbars",
-                "--window-size=1400,1100",
-                f"--user-data-dir={profile}",
-                "--remote-debugging-port=0",
-                url,
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=stderr,
-        )
-
-    def devtools_port() -> int | None:
-        found = re.search(rb"DevTools listening on ws://[^:]+:(\d+)/", stderr_path.read_bytes())
-        if proc.poll() is not None:
-            raise AssertionError(f"chromium exited: {stderr_path.read_text(errors='replace')}")
-        return int(found.group(1)) if found else None
-
-    port = wait_until(devtools_port, what="chromium's DevTools port")
-
-    def page_ws() -> str | None:
-        _, targets = http("GET", f"http://127.0.0.1:{port}/json/list")
-        pages = [t for t in targets if t.get("type") == "page" and "/ui/users/" in t.get("url", "")]
-        return pages[0]["webSocketDebuggerUrl"] if pages else None
-
-    return proc, wait_until(page_ws, what="the page target")
 
 
 # ------------------------------------------------------------------- fixtures
@@ -150,8 +68,9 @@ def send(worker, events):
 
 def train(worker) -> str:
     """``train --once`` on the worker's own event log; wait until the worker serves it."""
+    # epochs by log size (the CLI's default): 3,000 events get enough passes to converge
     done = subprocess.run(
-        [sys.executable, "-m", "agents.trainer", "train", "--once", "--epochs", "1", "--dim", "16"],
+        [sys.executable, "-m", "agents.trainer", "train", "--once", "--dim", "16"],
         env=settings_env(worker.settings),
         cwd=str(REPO),
         capture_output=True,
@@ -191,27 +110,19 @@ def test_page_shows_history_and_recommendations_updates_live_and_draws_the_map(
     assert http("GET", worker.url + "/models")[1]["live"] is None  # the map's first state
 
     profile = tmp_path / "chromium-profile"
-    browser, ws_url = start_chromium(f"{worker.url}/ui/users/{user}", profile)
+    browser, ws_url = start_chromium(f"{worker.url}/ui/users/{user}", profile, "/ui/users/")
     try:
         screenshot = asyncio.run(drive(worker, user, ws_url, world, tmp_path))
     finally:
         browser.terminate()
         browser.wait(10)
     assert screenshot.stat().st_size > 10_000
-    shutil.copy(screenshot, "/tmp/tastestream-ui-page.png")  # for a person to look at
+    keep(screenshot, "ui-page.png")
 
 
 async def drive(worker, user, ws_url, world, tmp_path) -> Path:
     ids = list(world)
-    async with aiohttp.ClientSession() as session, session.ws_connect(ws_url, max_msg_size=0) as ws:
-        page = Page(ws)
-        await page.call(
-            "Emulation.setDeviceMetricsOverride",
-            width=1400,
-            height=1100,
-            deviceScaleFactor=1,
-            mobile=False,
-        )
+    async with open_page(ws_url, height=1100) as page:
         # history: every item, newest first, with the category the catalogue knows
         rows = await page.wait_for(
             "(() => { const r = [...document.querySelectorAll('#history tr')]"
@@ -235,11 +146,22 @@ async def drive(worker, user, ws_url, world, tmp_path) -> Path:
             "document.querySelectorAll('#surface-item li[data-item]').length", "item-page list"
         )
         assert item_recs > 0
-        # no model yet: the map says so in words
+        # no model yet: the map says so in words, in a short note rather than an empty box
         message = await page.wait_for(
-            "document.querySelector('#map-message').innerText", "the map's message"
+            "(() => { const m = document.querySelector('#map-message');"
+            " return !m.hidden && m.innerText.includes('No model') && m.innerText })()",
+            "the map's message",
         )
-        assert "No model is live yet" in message
+        assert "No model is live yet" in message and "tastestream train --once" in message
+        assert await page.eval("document.querySelector('#map-body').offsetHeight") == 0
+        # categories have colours before any map ranks them
+        swatch = await page.eval(
+            "getComputedStyle(document.querySelector('#history .swatch')).backgroundColor"
+        )
+        assert swatch not in ("rgb(196, 201, 207)", ""), swatch  # not the grey of "other"
+        assert await page.eval("document.querySelector('#map-message').offsetHeight") < 120
+        await page.screenshot(tmp_path / "before.png")
+        keep(tmp_path / "before.png", "ui-page-before-a-model.png")
 
         # a new event shows up without a reload
         await page.eval("window.__sameDocument = 'yes'")
@@ -261,15 +183,46 @@ async def drive(worker, user, ws_url, world, tmp_path) -> Path:
             " const t = document.querySelectorAll('#map polyline.trajectory').length;"
             " return n > 50 && u === 1 && t === 1 && [n, u, t] })()",
             "the map's points",
-            timeout=60,
+            timeout=120,  # UMAP, where installed, compiles for ~20 s on its first map
         )
         assert drawn[0] > 50
         assert version in await page.eval("document.querySelector('#map-method').innerText")
         legend = await page.eval("document.querySelector('#legend').innerText")
-        assert world[ids[0]]["category"] in legend
+        assert world[ids[0]]["category"] in legend and f"path of {user}" in legend
+        # one colour per category, none repeated
+        fills = await page.eval(
+            "[...new Set([...document.querySelectorAll('#map circle.item-point')]"
+            ".map(c => c.getAttribute('fill')))]"
+        )
+        categories = {info["category"] for info in world.values()}
+        assert len(fills) == len(categories), (fills, categories)
+        # every point inside the frame: nothing clamped onto an edge
+        inside = await page.eval(
+            "[...document.querySelectorAll('#map circle.item-point')].every(c =>"
+            " +c.getAttribute('cx') >= 10 && +c.getAttribute('cx') <= 750 &&"
+            " +c.getAttribute('cy') >= 10 && +c.getAttribute('cy') <= 510)"
+        )
+        assert inside
         await asyncio.sleep(0.5)  # let the last frame paint
         path = tmp_path / "ui-page.png"
         await page.screenshot(path)
+
+        # a new user: the page explains itself and the legend speaks of no path
+        newcomer = f"newcomer-{uuid.uuid4().hex[:6]}"
+        await page.call("Page.navigate", url=f"{worker.url}/ui/users/{newcomer}")
+        empty = await page.wait_for(
+            "(() => { const e = document.querySelector('#history-empty');"
+            " return e && !e.hidden && e.innerText })()",
+            "the new user's empty history",
+        )
+        assert "No events for this user yet" in empty
+        legend = await page.wait_for(
+            "(() => { const l = document.querySelector('#legend');"
+            " return l && !document.querySelector('#map-body').hidden && l.innerText })()",
+            "the new user's legend",
+        )
+        assert "trajectory" not in legend.lower() and "path" not in legend.lower(), legend
+        assert f"{newcomer} has no events" in legend
         return path
 
 
@@ -286,9 +239,20 @@ def test_map_endpoint_projects_the_live_model(worker, world):
             lambda r: r[1] if r[1]["status"] == "ready" and len(r[1]["trajectory"]) == 4 else None
         )(http("GET", f"{worker.url}/ui/api/users/{user}/map")),
         what="a ready map with the user's trajectory",
+        timeout=120,
     )
-    assert body["method"] == "pca" and body["model_version"]
+    assert body["method"] in ("graph", "umap") and body["model_version"]
     assert 50 < len(body["items"]) <= 3000
+    # the simulator's categories group on the map: an item's nearest items on it share its
+    # category far more often than chance (benchmarks/map_structure.py has the full figures)
+    points = np.array([(i["x"], i["y"]) for i in body["items"]])
+    categories = np.array([i["category"] for i in body["items"]])
+    distance = ((points[:, None, :] - points[None, :, :]) ** 2).sum(-1)
+    np.fill_diagonal(distance, np.inf)
+    nearest = np.argpartition(distance, 10, axis=1)[:, :10]
+    purity = (categories[nearest] == categories[:, None]).mean()
+    chance = sum((n / len(categories)) ** 2 for n in Counter(categories.tolist()).values())
+    assert purity > 2 * chance, (purity, chance)
     by_id = {i["item_id"]: i for i in body["items"]}
     assert by_id[ids[0]]["category"] == world[ids[0]]["category"]
     assert [p["item_id"] for p in body["trajectory"]] == ids[:4]
@@ -297,6 +261,21 @@ def test_map_endpoint_projects_the_live_model(worker, world):
     assert status == 200 and "<svg" in page
     # everything is served by the worker: nothing loaded from the internet
     assert not re.search(r"(src|href)=[\"']?(https?:)?//", page)
+
+
+def test_root_redirects_to_the_page_of_a_user_the_worker_has_seen(worker, world):
+    connection = HTTPConnection(worker.settings.web_host, worker.settings.web_port)
+    try:
+        connection.request("GET", "/")
+        answer = connection.getresponse()
+        answer.read()
+    finally:
+        connection.close()
+    assert answer.status == 302
+    location = answer.getheader("Location")
+    assert location.startswith("/ui/users/")
+    # the user it names has events here
+    assert worker.history(location.rsplit("/", 1)[1])
 
 
 def test_map_cache_builds_each_version_once_in_the_background():

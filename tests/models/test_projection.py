@@ -5,7 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models.projection import fit_pca, fit_projection, item_vectors, umap_available
+from models.projection import (
+    fit_graph_layout,
+    fit_pca,
+    fit_projection,
+    item_vectors,
+    umap_available,
+)
 
 
 def test_pca_recovers_a_plane_embedded_in_many_dimensions():
@@ -45,9 +51,51 @@ def test_pca_on_degenerate_data():
 def test_fit_projection_chooses_what_is_available():
     X = np.random.default_rng(2).normal(size=(30, 6))
     assert fit_projection(X, method="pca").method == "pca"
-    assert fit_projection(X).method == ("umap" if umap_available() else "pca")
-    with pytest.raises(ValueError, match="auto, pca or umap"):
+    assert fit_projection(X, method="graph").method == "graph"
+    assert fit_projection(X).method == ("umap" if umap_available() else "graph")
+    assert fit_projection(X[:10]).method == "pca"  # too few points for a neighbourhood graph
+    with pytest.raises(ValueError, match="auto, umap, graph, pca"):
         fit_projection(X, method="tsne")
+
+
+def clusters(rng, n_clusters=12, per=30, dim=32, noise=0.7):
+    centres = rng.normal(size=(n_clusters, dim))
+    labels = np.repeat(np.arange(n_clusters), per)
+    return centres[labels] + rng.normal(scale=noise, size=(len(labels), dim)), labels
+
+
+def neighbour_purity(coords, labels, k=10):
+    distance = ((coords[:, None, :] - coords[None, :, :]) ** 2).sum(-1)
+    np.fill_diagonal(distance, np.inf)
+    nearest = np.argpartition(distance, k, axis=1)[:, :k]
+    return (labels[nearest] == labels[:, None]).mean()
+
+
+@pytest.mark.parametrize("method", ["graph", "umap"] if umap_available() else ["graph"])
+def test_neighbourhood_maps_keep_groups_together_where_pca_mixes_them(method):
+    # twelve groups in 32 dimensions: PCA's best plane cannot show them all apart
+    X, labels = clusters(np.random.default_rng(3))
+    fitted = fit_projection(X, method=method, seed=0)
+    assert fitted.method == method
+    pca = neighbour_purity(fit_pca(X).coords, labels)
+    layout = neighbour_purity(fitted.coords, labels)
+    assert layout > 0.9 and layout > pca + 0.15, (layout, pca)
+    # nothing is clamped or collapsed: distinct points keep distinct places
+    assert len(np.unique(fitted.coords.round(6), axis=0)) == len(X)
+
+
+def test_graph_layout_is_seeded_and_places_new_points_among_their_neighbours():
+    rng = np.random.default_rng(4)
+    X, labels = clusters(rng, n_clusters=3, noise=0.3)
+    a, b = fit_graph_layout(X, seed=5), fit_graph_layout(X.copy(), seed=5)
+    assert np.array_equal(a.coords, b.coords)
+    # a new point near group 1's members lands nearer group 1's middle than the others'
+    new = X[labels == 1][:5].mean(axis=0, keepdims=True)
+    where = a.transform(new)[0]
+    middles = [a.coords[labels == g].mean(axis=0) for g in range(3)]
+    assert np.argmin([np.linalg.norm(where - m) for m in middles]) == 1
+    with pytest.raises(ValueError, match="at least 3 points"):
+        fit_graph_layout(X[:2])
 
 
 def test_item_vectors_average_unit_token_vectors_and_keep_the_most_frequent():
