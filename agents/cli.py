@@ -527,42 +527,33 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from agents.event_input import InputError, import_spec, read_events
+    from agents.event_input import import_spec, read_events
     from agents.progress import Progress
 
-    try:
-        spec = import_spec(args)
-    except InputError as exc:
-        raise SystemExit(f"tastestream import: {exc}") from None
+    spec = import_spec(args)  # InputError (a CliError): one line, exit 2
     rejected: Counter = Counter()
     rows = [0]
-    try:
-        with Progress("importing", unit="rows") as bar:
+    with Progress("importing", unit="rows") as bar:
 
-            def counted(read: int) -> None:
-                bar.update(read - rows[0])
-                rows[0] = read
+        def counted(read: int) -> None:
+            bar.update(read - rows[0])
+            rows[0] = read
 
-            importer = read_events(args.file, rejected, spec, progress=counted)
-            if args.out:
-                from agents.producer import write_jsonl
+        importer = read_events(args.file, rejected, spec, progress=counted)
+        if args.out:
+            from agents.producer import write_jsonl
 
-                with atomic_output(args.out) as tmp, open(tmp, "w") as out:
-                    written = write_jsonl(importer, out)
-                result: dict[str, Any] = {"written": written, "out": args.out}
-            else:
-                from agents.producer import EventProducer
+            with atomic_output(args.out) as tmp, open(tmp, "w") as out:
+                written = write_jsonl(importer, out)
+            result: dict[str, Any] = {"written": written, "out": args.out}
+        else:
+            from agents.producer import EventProducer
 
-                settings = _settings(args)
-                if not settings.kafka_url:
-                    raise SystemExit(
-                        "import without --out sends to Kafka: set TASTESTREAM_KAFKA_URL"
-                    )
-                producer = EventProducer(settings)
-                producer.send_many(importer)
-                result = producer.flush().as_dict()
-    except InputError as exc:
-        raise SystemExit(f"tastestream import: {exc}") from None
+            settings = _settings(args)
+            require_broker(settings, "import without --out")
+            producer = EventProducer(settings)
+            producer.send_many(importer)
+            result = producer.flush().as_dict()
     accepted = rows[0] - sum(rejected.values())
     result.update(rows=rows[0], accepted=accepted, rejected=dict(rejected))
     _print(json.dumps(result))

@@ -132,7 +132,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             for event in read_events(args.events, rejected, spec):
                 events.append(event)
                 bar.update()
-    except (InputError, OSError, ValueError) as exc:
+    except InputError as exc:  # names the file already
+        say(f"tastestream evaluate: {exc}")
+        return 2
+    except (OSError, ValueError) as exc:
         say(f"tastestream evaluate: cannot read {args.events}: {exc}")
         return 2
     say(f"read {len(events):,} valid events, rejected {sum(rejected.values()):,} {dict(rejected)}")

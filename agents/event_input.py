@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from agents.cli_io import CliError, check_input_path, open_input
 from streams.events import EVENT_TYPES, EventError, parse_ts
 from streams.importer import (
     DELIMITERS,
@@ -43,7 +44,7 @@ from streams.importer import (
 )
 
 
-class InputError(ValueError):
+class InputError(CliError):
     """The input cannot be read at all (bad options, missing file); one line for the CLI."""
 
 
@@ -144,6 +145,10 @@ def read_events(
     if spec is not None:
         if path == "-":
             raise InputError("a CSV log is read from a file, not stdin")
+        try:
+            check_input_path(path)
+        except CliError as exc:
+            raise InputError(exc.message, exc.hint) from None
         stats = ImportStats()
         try:
             yield from import_csv(path, spec, stats=stats, progress=progress)
@@ -159,13 +164,12 @@ def read_events(
 
         yield from read_logs(path)  # validated when they were appended
         return
-    from agents.cli_io import CliError, open_input
     from agents.producer import read_event_file
 
     try:
         stream = open_input(path)
     except CliError as exc:
-        raise InputError(str(exc)) from None
+        raise InputError(exc.message, exc.hint) from None
     try:
         # Canonical events: each line is validated, rejects are counted by field.
         yield from read_event_file(stream, rejected, name=path)

@@ -125,7 +125,7 @@ def test_too_short_a_log_a_missing_file_or_a_bad_mapping_exits_2(tmp_path, capsy
     assert "test window" in capsys.readouterr().err
     missing = parse(["evaluate", "--events", str(tmp_path / "nope.jsonl")])
     assert cmd_evaluate(missing) == 2
-    assert "No such file" in capsys.readouterr().err
+    assert "nope.jsonl: no such file" in capsys.readouterr().err
     bad = parse(["evaluate", "--events", str(short), "--no-header", "--columns", "user_id=x"])
     assert cmd_evaluate(bad) == 2
     assert "columns must map ts, item_id, type" in capsys.readouterr().err

@@ -89,5 +89,5 @@ def test_read_events_counts_rejects_from_jsonl_and_csv(tmp_path):
     rejected = Counter()
     assert len(list(read_events(str(csv_path), rejected, spec))) == 2
     assert rejected == {"column 3 (ts): not a number (file uses epoch s)": 1}
-    with pytest.raises(InputError, match="No such file"):
+    with pytest.raises(InputError, match=r"missing\.jsonl: no such file"):
         list(read_events(str(tmp_path / "missing.jsonl"), Counter()))
