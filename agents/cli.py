@@ -44,7 +44,6 @@ from typing import Any
 
 from agents.cli_io import (
     CliError,
-    add_csv_options,
     add_output_options,
     add_wait_timeout,
     atomic_output,
@@ -528,42 +527,35 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
+    from agents.event_input import import_spec, read_events
     from agents.progress import Progress
-    from streams.importer import ImportSpec, ImportSpecError, ImportStats, import_csv, parse_mapping
 
-    try:
-        spec = ImportSpec(
-            columns=parse_mapping(args.columns),
-            types=parse_mapping(args.types),
-            ts_unit=args.ts_unit,
-        )
-    except ImportSpecError as exc:
-        raise SystemExit(f"tastestream import: {exc}") from None
-    stats = ImportStats()
-    importer = import_csv(args.file, spec, stats=stats)
+    spec = import_spec(args)  # InputError (a CliError): one line, exit 2
+    rejected: Counter = Counter()
+    rows = [0]
     with Progress("importing", unit="rows") as bar:
 
-        def counted():
-            for event in importer:
-                bar.update()
-                yield event
+        def counted(read: int) -> None:
+            bar.update(read - rows[0])
+            rows[0] = read
 
+        importer = read_events(args.file, rejected, spec, progress=counted)
         if args.out:
             from agents.producer import write_jsonl
 
             with atomic_output(args.out) as tmp, open(tmp, "w") as out:
-                written = write_jsonl(counted(), out)
+                written = write_jsonl(importer, out)
             result: dict[str, Any] = {"written": written, "out": args.out}
         else:
             from agents.producer import EventProducer
 
             settings = _settings(args)
-            if not settings.kafka_url:
-                raise SystemExit("import without --out sends to Kafka: set TASTESTREAM_KAFKA_URL")
+            require_broker(settings, "import without --out")
             producer = EventProducer(settings)
-            producer.send_many(counted())
+            producer.send_many(importer)
             result = producer.flush().as_dict()
-    result.update(rows=stats.rows, accepted=stats.accepted, rejected=dict(stats.rejected))
+    accepted = rows[0] - sum(rejected.values())
+    result.update(rows=rows[0], accepted=accepted, rejected=dict(rejected))
     _print(json.dumps(result))
     return 0
 
@@ -716,9 +708,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="write JSONL here (needs --events) instead")
     p.set_defaults(func=cmd_simulate)
 
-    p = verb("import", "convert a CSV log into contract events")
-    p.add_argument("file", help="the CSV file")
-    add_csv_options(p, required=True)
+    from agents.event_input import add_import_options
+
+    p = verb("import", "convert a CSV log (gzip or not) into contract events")
+    p.add_argument("file", help="the CSV file (.gz read as is)")
+    add_import_options(p, required=True)
     p.add_argument("--out", default=None, help="JSONL file; default: send to the events topic")
     p.set_defaults(func=cmd_import)
 

@@ -1,14 +1,21 @@
-"""``tastestream evaluate``: offline comparison of the candidate generators on an event file.
+"""``tastestream evaluate``: the served system against library baselines on one time split.
 
-    tastestream evaluate --events FILE.jsonl [--test-hours 24] [--k 200] [--out REPORT.md]
+    tastestream evaluate --events FILE [--test-hours 24] [--baselines none|fast|all]
+                         [--out REPORT.md] [CSV options as for import]
 
-Reads contract events (JSONL, a msgpack stream, ``-`` for stdin, or an event-log
-directory such as ``tastestream-data/eventlog``) through the same validator as the
-stream, counts rejected lines by the field at fault, trains every model on the
-events before the cut and scores it on the next ``--test-hours``
-(:func:`models.offline_evaluation.evaluate_models`). Prints the Markdown report;
-with ``--out`` also writes it there and the JSON beside it (``REPORT.json``).
-Progress goes to stderr.
+Reads contract events (JSONL, msgpack, ``-`` for stdin or an event-log
+directory) or, with ``--columns``, a CSV log through the importer (gzip,
+header-less, tab-separated: the options of ``tastestream import``); rejected
+input is counted by reason. Trains the model version exactly as ``train``
+publishes it on the events before the cut, folds the streaming state over
+them as the worker does, and scores the served rows beside the library
+baselines under the protocol of ``../shared/data/BASELINES.md``
+(:mod:`models.evaluation`). Prints the Markdown report; with ``--out`` also
+writes it there and the JSON beside it (``REPORT.json``). Progress goes to stderr.
+
+``--baselines``: ``none`` (served rows and the trivial references), ``fast``
+(+ popularity, within-session co-occurrence, implicit BPR and ALS: seconds),
+``all`` (+ gensim item2vec with and without Etsy's co-occurrence tokens).
 """
 
 from __future__ import annotations
@@ -20,60 +27,27 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from streams.events import EventError, validate_event
+from agents.event_input import InputError, add_import_options, import_spec, read_events
 
 
-def load_events(path: str, rejected: Counter[str]) -> list[dict[str, Any]]:
-    """Valid canonical events of a JSONL/msgpack file, stdin (``-``) or an event-log directory.
-
-    Lines that do not decode count as ``"undecodable line"``, events that break
-    the contract under the field at fault (``"event"`` for the whole).
-    """
-    from agents.progress import Progress
-
-    events: list[dict[str, Any]] = []
-    with Progress("reading", unit="events") as bar:
-        if path != "-" and Path(path).is_dir():
-            from streams.eventlog import read_logs
-
-            for event in read_logs(path):  # validated when they were appended
-                events.append(event)
-                bar.update()
-            return events
-        from agents.cli_io import open_input
-        from agents.producer import read_event_file
-
-        stream = open_input(path)
-        try:
-            for raw in read_event_file(stream, rejected, name=path):
-                bar.update()
-                try:
-                    events.append(validate_event(raw))
-                except EventError as exc:
-                    rejected[exc.field or "event"] += 1
-        finally:
-            if stream is not sys.stdin.buffer:
-                stream.close()
-    return events
-
-
-def _names(text: str) -> tuple[str, ...]:
-    return tuple(name.strip() for name in text.split(",") if name.strip())
+def _types(text: str) -> tuple[str, ...]:
+    return tuple(t.strip() for t in text.split(",") if t.strip())
 
 
 def add_parser(subparsers: Any, verb: Any = None) -> None:
     """Register the ``evaluate`` verb on ``subparsers`` (from ``add_subparsers``).
 
     Imports nothing heavy: every other verb's start-up stays as fast as before.
-    Defaults left as ``None`` are :class:`models.token_embedding.EmbeddingParams`'.
     ``verb(name, help)`` makes the parser (the CLI's); default ``subparsers.add_parser``.
     """
     from agents.cli_io import positive_float, positive_int
 
     verb = verb or (lambda name, text: subparsers.add_parser(name, help=text, description=text))
-    p = verb("evaluate", "offline hit rate / AUC of every candidate generator on an event file")
+    p = verb("evaluate", "served lists vs library baselines on a time split of an event log")
     p.add_argument(
-        "--events", required=True, help="JSONL or msgpack events, - for stdin, or a log directory"
+        "--events",
+        required=True,
+        help="JSONL or msgpack events, - for stdin, a log directory, or a CSV log with --columns",
     )
     p.add_argument(
         "--test-hours",
@@ -82,92 +56,129 @@ def add_parser(subparsers: Any, verb: Any = None) -> None:
         default=24.0,
         help="hours after the time cut to score on (default 24)",
     )
+    p.add_argument(
+        "--baselines",
+        choices=("none", "fast", "all"),
+        default="all",
+        help="library rows to compute beside the served ones (default all)",
+    )
     p.add_argument("--k", type=positive_int, default=200, help="candidates per seed (default 200)")
+    p.add_argument(
+        "--seed-types",
+        dest="seed_types",
+        type=_types,
+        default=None,
+        help="event types of click seeds (default view,click; a one-type log: that type)",
+    )
+    p.add_argument(
+        "--target-types",
+        dest="target_types",
+        type=_types,
+        default=None,
+        help="event types that are targets (default cart,purchase; a one-type log: that type)",
+    )
     p.add_argument("--out", default=None, help="write the Markdown here and the JSON beside it")
+    p.add_argument("--title", default=None, help="the report's title (default: the input)")
+    p.add_argument("--seed", type=int, default=0)
     p.add_argument(
-        "--models",
-        type=_names,
-        default=None,
-        help="comma-separated; default regularised,embedding,item2vec,bpr,cooccurrence,"
-        "popularity (also: warp)",
-    )
-    p.add_argument("--backend", default=None, help="embedding trainer: gensim (default) or numpy")
-    p.add_argument("--dim", type=positive_int, default=None, help="embedding dimension")
-    p.add_argument("--epochs", type=positive_int, default=None, help="embedding epochs")
-    p.add_argument(
-        "--cooc-k", dest="cooc_k", type=int, default=3, help="regularisation followers (default 3)"
+        "--epochs", type=positive_int, default=None, help="the served embedding's epochs"
     )
     p.add_argument(
-        "--max-seeds",
-        dest="max_seeds",
-        type=positive_int,
-        default=None,
-        help="hit rate: only the N most recent seeds before a target (default: all)",
+        "--dim", type=positive_int, default=None, help="the served embedding's dimension"
     )
-    p.add_argument("--seed", type=int, default=0, help="random seed of the models (default 0)")
+    add_import_options(p, required=False)
     p.set_defaults(func=cmd_evaluate)
+
+
+def _protocol(args: argparse.Namespace, events: list[dict[str, Any]]) -> Any:
+    from models.evaluation import Protocol
+    from models.sessions import INTERACTION_TYPES
+
+    types = {e["type"] for e in events if e["type"] in INTERACTION_TYPES}
+    defaults = Protocol()
+    seed_types = args.seed_types or defaults.seed_types
+    target_types = args.target_types or defaults.target_types
+    if len(types) == 1 and not (args.seed_types or args.target_types):
+        # A log of one interaction type (ratings): that type seeds and is the target.
+        seed_types = target_types = tuple(types)
+    return Protocol(seed_types=seed_types, target_types=target_types, k=args.k)
+
+
+def _training_events(events: list[dict[str, Any]], args: argparse.Namespace) -> int:
+    """How many events fall before the cut (what the served model trains on)."""
+    if not events:
+        return 0
+    cut = max(e["ts"] for e in events) - args.test_hours * 3600.0
+    return sum(e["ts"] < cut for e in events)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """Run the evaluation; 0 on success, 2 when the input cannot be evaluated."""
-    from models.offline_evaluation import DEFAULT_MODELS, KNOWN_MODELS, evaluate_models, report_text
-    from models.token_embedding import BACKENDS, EmbeddingParams
+    import logging
+
+    from agents.progress import Progress
+
+    # gensim logs every epoch's progress at INFO: the report's own lines say enough.
+    logging.getLogger("gensim").setLevel(logging.WARNING)
 
     def say(message: str) -> None:
         print(message, file=sys.stderr, flush=True)
 
-    models = args.models or DEFAULT_MODELS
-    unknown = [name for name in models if name not in KNOWN_MODELS]
-    if unknown:
-        say(
-            f"tastestream evaluate: unknown model(s) {', '.join(unknown)}; "
-            f"choose from {', '.join(KNOWN_MODELS)}"
-        )
-        return 2
-    defaults = EmbeddingParams()
-    backend = args.backend or defaults.backend
-    if backend not in BACKENDS:
-        say(f"tastestream evaluate: --backend must be one of {', '.join(BACKENDS)}")
-        return 2
     rejected: Counter[str] = Counter()
-    from agents.cli_io import CliError, describe_error
+    try:
+        spec = import_spec(args)
+        with Progress("reading", unit="events") as bar:
+            events = []
+            for event in read_events(args.events, rejected, spec):
+                events.append(event)
+                bar.update()
+    except InputError as exc:  # names the file already
+        say(f"tastestream evaluate: {exc}")
+        return 2
+    except (OSError, ValueError) as exc:
+        say(f"tastestream evaluate: cannot read {args.events}: {exc}")
+        return 2
+    say(f"read {len(events):,} valid events, rejected {sum(rejected.values()):,} {dict(rejected)}")
+
+    from agents.trainer import epochs_for
+    from models.evaluation import evaluate, report_markdown
+    from models.evaluation.baselines import baseline_rows
+    from models.evaluation.rows import RecentlyViewed, SeedEcho
+    from models.evaluation.served import ServedSystem, served_rows
+    from models.training import TrainingParams
 
     try:
-        events = load_events(args.events, rejected)
-    except (OSError, ValueError, CliError) as exc:  # unreadable, empty, corrupt file or log
-        say(f"tastestream evaluate: cannot read {args.events}: {describe_error(exc)}")
-        return 2
-    accepted = len(events)
-    say(f"read {accepted:,} valid events, rejected {sum(rejected.values()):,} {dict(rejected)}")
-    params = EmbeddingParams(
-        dim=args.dim or defaults.dim,
-        epochs=args.epochs or defaults.epochs,
-        cooc_k=args.cooc_k,
-        seed=args.seed,
-        backend=backend,
-    )
-    try:
-        result = evaluate_models(
+        protocol = _protocol(args, events)
+        params = TrainingParams(seed=args.seed)
+        # As `train` chooses them (by the size of what it trains on), unless given.
+        params.embedding.epochs = args.epochs or epochs_for(_training_events(events, args))
+        if args.dim is not None:
+            params.embedding.dim = args.dim
+        system = ServedSystem(params, seed=args.seed)
+        rows = [
+            *served_rows(system),
+            *baseline_rows(args.baselines, seed=args.seed),
+            SeedEcho(),
+            RecentlyViewed(),
+        ]
+        result = evaluate(
             events,
+            rows,
             test_hours=args.test_hours,
-            k=args.k,
-            models=models,
-            embedding_params=params,
-            cooc_k=args.cooc_k,
-            max_seeds=args.max_seeds,
+            protocol=protocol,
             seed=args.seed,
             progress=say,
         )
     except ValueError as exc:
         say(f"tastestream evaluate: {exc}")
         return 2
-    except ImportError as exc:  # the gensim backend without gensim installed
-        say(f"tastestream evaluate: {exc}; install it or pass --backend numpy")
+    except ImportError as exc:  # a baseline's library is not installed
+        say(f"tastestream evaluate: {exc}; install the eval extra or pass --baselines none")
         return 2
-    result["input"] = {"path": args.events, "accepted": accepted, "rejected": dict(rejected)}
-    markdown = report_text(result)
+    result["input"] = {"path": args.events, "accepted": len(events), "rejected": dict(rejected)}
+    markdown = report_markdown(result, title=args.title or f"Offline evaluation: {args.events}")
     if rejected:
-        markdown += f"\nRejected input lines by field: {json.dumps(dict(rejected))}\n"
+        markdown += f"\nRejected input by reason: {json.dumps(dict(rejected))}\n"
     print(markdown, flush=True)
     if args.out:
         from agents.cli_io import atomic_output
@@ -177,6 +188,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         json_path = out.with_suffix(".json")
         with atomic_output(out) as md_tmp, atomic_output(json_path) as json_tmp:
             md_tmp.write_text(markdown)
-            json_tmp.write_text(json.dumps(result, indent=2, sort_keys=False) + "\n")
+            json_tmp.write_text(json.dumps(result, indent=2) + "\n")
         say(f"wrote {out} and {json_path}")
     return 0

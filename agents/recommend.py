@@ -32,7 +32,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
-import numpy as np
 
 from agents.metrics import Metrics
 from agents.redis_client import RedisClient
@@ -40,7 +39,14 @@ from agents.state import StateService
 from models.candidates.types import Candidate
 from models.popularity import Popularity
 from models.sessions import INTERACTION_TYPES
-from models.surfaces import SurfaceContext, SurfaceError, generate, load_surfaces, surface_named
+from models.surfaces import (
+    SurfaceContext,
+    SurfaceError,
+    build_context,
+    generate,
+    load_surfaces,
+    surface_named,
+)
 from models.token_state import TokenState
 from models.user_state import UserState, token_key
 from streams.codecs import dumps_json
@@ -208,23 +214,16 @@ class Recommender:
             key: TokenState.unpack(data, config.cooccurrence_capacity, config.half_life).neighbours
             for key, data in inputs.neighbours.items()
         }
-        catalogue = self.state.catalogue
-        seed = request.pop("seed", None)
-        return SurfaceContext(
+        return build_context(
             inputs.user_id,
             now=inputs.now,
             trajectory=user.trajectory if user is not None else None,
             bandit=user.bandit if user is not None else None,
             neighbours=lambda token: tokens.get(token_key(*token)),
             popularity=inputs.popularity,
+            catalogue=self.state.catalogue,
             model=inputs.model,
             per_source=self.settings.recs_per_source,
-            unavailable=lambda item: not catalogue.available(item),
-            offline_sellers=lambda seller: catalogue.seller_online.get(seller, True) is False,
-            rng=np.random.default_rng(seed),
-            category_of=catalogue.category,
-            seller_of=catalogue.seller,
-            seller_items=catalogue.items_of_seller,
             **request,
         )
 

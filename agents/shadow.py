@@ -12,7 +12,7 @@ its own index (:meth:`models.model_version.LoadedModel.similar`, what
 ``/items/{id}/similar`` serves from a model) and is scored with the offline
 evaluation's purchase-intent hit rates (Etsy's ``|P ∩ S| / |P|`` and its novel
 variant, per task: item-to-item, click-to-cart, cart-to-cart; see
-:func:`models.evaluation.hit_rates`): seeds and targets both come from the
+:mod:`models.evaluation.metrics`): seeds and targets both come from the
 window, in time order, so a target is predicted only from what came before it.
 The report is saved beside the version, ``<models root>/<VERSION>.shadow.json``
 (outside the version's directory: a published version never changes), with the
@@ -60,16 +60,31 @@ def report_path(root: Path, version: str) -> Path:
 def score_version(model: Any, events: list[dict[str, Any]], k: int) -> dict[str, dict[str, Any]]:
     """Hit rates per task of a loaded version's index on a window of events.
 
-    This is the one place that calls the offline evaluation; each row is
-    :meth:`models.evaluation.HitRate.to_dict` (hits, targets, rate, novel_rate ...).
+    The window is the test part of an :class:`models.evaluation.EvalData` with
+    no training events (seeds and targets both come from the window, in time
+    order), scored by the offline evaluation's own :func:`item_targets` and
+    :func:`hit_rate`; each seed is answered by :func:`similar_items` with the
+    model alone, as ``/items/{id}/similar`` asks the model before its
+    fallbacks. Each row is :meth:`models.evaluation.metrics.HitRate.to_dict`.
     """
-    from models.evaluation import hit_rates
+    from models.candidates.similar import similar_items
+    from models.evaluation import TASKS, EvalData, Protocol
+    from models.evaluation.metrics import hit_rate, item_targets
+    from models.sessions import INTERACTION_TYPES
 
-    def similar(item_id: str, seed_type: str, target_type: str, n: int) -> list[str]:
-        found = model.similar(item_id, seed_type, target_type, n)
-        return [entry["item_id"] for entry in found or []]
+    window = sorted((e for e in events if e["type"] in INTERACTION_TYPES), key=lambda e: e["ts"])
+    if not window:
+        return {}
+    data = EvalData(train=[], test=window, cut=window[0]["ts"], protocol=Protocol(k=k))
+    rows: dict[str, dict[str, Any]] = {}
+    for task in TASKS.values():
 
-    return {task: result.to_dict() for task, result in hit_rates(events, similar, k=k).items()}
+        def answer(seed: tuple[str, str], to_type: str | None = task.target_type) -> list[str]:
+            found = similar_items(seed[0], seed[1], to_type, k=k, now=data.cut, model=model)
+            return [candidate.item_id for candidate in found.items]
+
+        rows[task.name] = hit_rate(item_targets(data, task), answer, k=k).to_dict()
+    return rows
 
 
 def _overlaps(manifest_data: Mapping[str, Any], first_ts: float, last_ts: float) -> bool:

@@ -39,6 +39,7 @@ from agents.settings import Settings
 if TYPE_CHECKING:  # imported where used: `tastestream --help` must not load numpy and scipy
     from models.model_version import VersionInfo
     from models.training import TrainingParams
+    from streams.importer import ImportSpec
 
 log = logging.getLogger("tastestream.trainer")
 
@@ -63,10 +64,12 @@ def _out(msg: str) -> None:
 
 
 # ------------------------------------------------------------------- input
-def read_input(settings: Settings, events_file: str | None) -> Iterator[dict[str, Any]]:
-    """The training events: the whole durable event log, or a contract-events file."""
+def read_input(
+    settings: Settings, events_file: str | None, spec: ImportSpec | None = None
+) -> Iterator[dict[str, Any]]:
+    """The training events: the whole durable event log, or a file (a CSV log with ``spec``)."""
     if events_file:
-        return _file_events(events_file)
+        return _file_events(events_file, spec)
     from streams.eventlog import EventLogError, log_directories, read_logs
 
     root = settings.eventlog_path
@@ -80,21 +83,14 @@ def read_input(settings: Settings, events_file: str | None) -> Iterator[dict[str
     return read_logs(root)
 
 
-def _file_events(path: str) -> Iterator[dict[str, Any]]:
-    from agents.producer import read_event_file
-    from streams.events import EventError, validate_event
+def _file_events(path: str, spec: ImportSpec | None) -> Iterator[dict[str, Any]]:
+    from agents.event_input import InputError, read_events
 
     rejected: Counter = Counter()
     try:
-        stream = sys.stdin.buffer if path == "-" else open(path, "rb")  # noqa: SIM115
-    except OSError as exc:
-        raise TrainerError(f"--events {path}: {exc.strerror}") from None
-    with stream:
-        for raw in read_event_file(stream, rejected):
-            try:
-                yield validate_event(raw)  # canonical ts (ISO strings become seconds)
-            except EventError as exc:
-                rejected[exc.field or "event"] += 1
+        yield from read_events(path, rejected, spec)
+    except InputError as exc:
+        raise TrainerError(f"--events {exc}") from None
     if rejected:
         log.warning("--events %s: skipped %s", path, dict(rejected))
 
@@ -166,23 +162,24 @@ def _progress(info: dict[str, Any]) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
-#: Event passes an automatic choice of epochs may spend: 5 epochs of 200k events.
+#: Event passes an automatic choice of epochs may spend: 20 epochs of 50k events.
 EPOCH_BUDGET = 1_000_000
-#: Epochs at most (small logs) and at least (the embedding's default) when chosen by size.
-MAX_EPOCHS, MIN_EPOCHS = 50, 5
+#: Epochs at most (small logs) and at least (the embedding's default,
+#: ``EmbeddingParams.epochs``: 20, measured on real logs, benchmarks/RESULTS.md).
+MAX_EPOCHS, MIN_EPOCHS = 50, 20
 
 
 def epochs_for(events: int) -> int:
     """Embedding epochs for a log of ``events``: more passes over a small log, within a budget.
 
-    On a few thousand events five passes leave the embedding unconverged (no
+    On a few thousand events few passes leave the embedding unconverged (no
     category structure; ``benchmarks/map_structure.py``), and a pass costs
-    little there; from 200k events on it is the embedding's default, 5.
+    little there; from 50k events on it is the embedding's default, 20.
 
     Examples
     --------
     >>> epochs_for(5_000), epochs_for(24_000), epochs_for(100_000), epochs_for(2_000_000)
-    (50, 42, 10, 5)
+    (50, 42, 20, 20)
     """
     return int(min(MAX_EPOCHS, max(MIN_EPOCHS, round(EPOCH_BUDGET / max(events, 1)))))
 
@@ -193,17 +190,19 @@ def train_once(
     params: TrainingParams,
     epochs_by_size: bool = False,
     candidate: bool = False,
+    spec: ImportSpec | None = None,
 ) -> VersionInfo:
     """One training run: read, train, publish. Raises :class:`TrainerError`.
 
     With ``epochs_by_size``, the embedding's epochs are :func:`epochs_for` the
     number of events read (the CLI's default when ``--epochs`` is not given).
-    A ``candidate`` is written but not made CURRENT nor announced.
+    A ``candidate`` is written but not made CURRENT nor announced. ``spec``
+    reads ``events_file`` as a CSV log.
     """
     from models.training import NotEnoughData, train_version
 
     started = time.monotonic()
-    events = list(read_input(settings, events_file))
+    events = list(read_input(settings, events_file, spec))
     source = events_file or str(settings.eventlog_path)
     if not events:
         raise TrainerError(f"no events yet in {source}: run the worker/demo first")
@@ -313,13 +312,20 @@ def _params(args: argparse.Namespace) -> TrainingParams:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from agents.event_input import InputError, import_spec
+
     settings = _settings(args)
     params = _params(args)
+    try:
+        spec = import_spec(args)
+    except InputError as exc:
+        print(f"tastestream train: {exc}", file=sys.stderr)
+        return 2
     try:
         if args.every is None:
             if args.wait_for_ingest:
                 wait_for_ingest(settings, args.wait_timeout)
-            train_once(settings, args.events, params, args.epochs is None, args.candidate)
+            train_once(settings, args.events, params, args.epochs is None, args.candidate, spec)
             return 0
         _out(f"training every {args.every:g}s; Ctrl-C to stop")
         if args.first_after_events and not args.events:
@@ -329,7 +335,9 @@ def cmd_train(args: argparse.Namespace) -> int:
                 if args.wait_for_ingest:
                     wait_for_ingest(settings, args.wait_timeout)
                 if _has_new_events(settings, args.events):
-                    train_once(settings, args.events, params, args.epochs is None, args.candidate)
+                    train_once(
+                        settings, args.events, params, args.epochs is None, args.candidate, spec
+                    )
                 else:
                     _out("no new events since the current version; not training")
             except TrainerError as exc:  # the loop lives on: the log fills up later
@@ -430,9 +438,18 @@ def add_parsers(subparsers: Any, verb: Any = None) -> None:
     when = p.add_mutually_exclusive_group(required=True)
     when.add_argument("--once", action="store_true", help="train once and exit")
     when.add_argument("--every", type=parse_interval, help="train in a loop, e.g. 90s, 30m, 2h, 1d")
-    p.add_argument("--events", default=None, help="JSONL/msgpack events instead of the log")
+    p.add_argument(
+        "--events",
+        default=None,
+        help="JSONL/msgpack events (or a CSV log with --columns) instead of the log",
+    )
     p.add_argument("--seed", type=int, default=0, help="random seed of the training (default 0)")
-    p.add_argument("--epochs", type=positive_int, default=None, help="embedding epochs (default 5)")
+    p.add_argument(
+        "--epochs",
+        type=positive_int,
+        default=None,
+        help="embedding epochs (default: by log size, at least 20)",
+    )
     p.add_argument(
         "--dim", type=positive_int, default=None, help="embedding dimension (default 64)"
     )
@@ -459,6 +476,9 @@ def add_parsers(subparsers: Any, verb: Any = None) -> None:
         "`model shadow` scores it, `model promote` makes it live",
     )
     data_dir(p)
+    from agents.event_input import add_import_options
+
+    add_import_options(p, required=False)
     p.set_defaults(func=cmd_train)
 
     p = verb("model", "list model versions or roll back")

@@ -47,13 +47,6 @@ ITEM = "{item_id:[^/]+}"
 #: Seconds a request waits for routing while partitions move (a rebalance).
 ROUTING_WAIT_SECONDS = 8.0
 MAX_K = 500
-PAST_TENSE = {
-    "view": "viewed",
-    "click": "clicked",
-    "favorite": "favourited",
-    "cart": "carted",
-    "purchase": "bought",
-}
 
 
 class Reroute(Exception):
@@ -101,6 +94,10 @@ def parse_at(raw: str | None) -> float:
     if not math.isfinite(value) or not 0 <= value <= 1e11:
         raise BadRequest("at", f"must be epoch seconds from 0 to 1e11, got {raw[:32]!r}")
     return value
+
+
+#: ``/items/{id}/similar?to=item``: item-level neighbours (any interaction, one per item).
+ITEM_LEVEL = "item"
 
 
 def parse_interaction(raw: str | None, name: str, default: str) -> str:
@@ -211,26 +208,58 @@ def user_state_body(user: UserState, user_id: str, now: float) -> dict[str, Any]
     }
 
 
-def cooccurrence_similar(
-    services: Services, item_id: str, from_type: str, to_type: str, k: int
-) -> list[dict[str, Any]]:
-    neighbours = services.state.neighbours((item_id, from_type))
-    if neighbours is None:
-        return []
+def similar_answer(
+    services: Services, item_id: str, from_type: str, to_type: str | None, k: int
+) -> dict[str, Any]:
+    """``/items/{id}/similar``: :func:`models.candidates.similar.similar_items` on this worker.
+
+    The same function the offline evaluation scores as the served ``similar``
+    row: the live model, then the token's co-occurrence sketch, the item's
+    category and seller, trending; ``sources`` says which filled the answer.
+    """
+    from models.candidates.similar import similar_items
+
+    state = services.state
+    catalogue = state.catalogue
+    model = services.models.live_model
+    answer = similar_items(
+        item_id,
+        from_type,
+        to_type,
+        k=k,
+        now=time.time(),
+        model=model,
+        neighbours=state.neighbours,
+        popularity=state.popularity,
+        category_of=catalogue.category,
+        seller_of=catalogue.seller,
+        seller_items=catalogue.items_of_seller,
+    )
     items = []
-    for target, count, p in neighbours.top(to_type, k, time.time()):
-        p = min(p, 1.0)  # decayed counts carry float error; a share is at most 1
+    for candidate in answer.items:
+        evidence = {
+            name: round(float(value), 6)
+            for name, value in candidate.evidence.items()
+            if isinstance(value, int | float)
+        }
         items.append(
             {
-                "item_id": target,
-                "score": round(p, 6),
-                "count": round(count, 4),
-                "p": round(p, 6),
-                "reason": f"{p:.0%} of sessions that {PAST_TENSE[from_type]} {item_id} "
-                f"went on to {to_type} this",
+                "item_id": candidate.item_id,
+                "score": round(float(candidate.score), 6),
+                "source": candidate.source,
+                "reason": candidate.reason,
+                **evidence,
             }
         )
-    return items
+    return {
+        "item_id": item_id,
+        "from": from_type,
+        "to": to_type or ITEM_LEVEL,
+        "model_version": getattr(model, "version", None) if "model" in answer.sources else None,
+        "source": answer.sources[0] if answer.sources else None,
+        "sources": list(answer.sources),
+        "items": items,
+    }
 
 
 def decode_body(body: bytes, content_type: str) -> DecodedMessage:
@@ -401,27 +430,16 @@ def register(app: TastestreamApp, services: Services, events_topic: Any, pairs_t
                 return error(self, 401, "missing or wrong Authorization: Bearer token")
             try:
                 from_type = parse_interaction(request.query.get("from"), "from", "click")
-                to_type = parse_interaction(request.query.get("to"), "to", from_type)
+                raw_to = request.query.get("to")
+                to_type = (
+                    None if raw_to == ITEM_LEVEL else parse_interaction(raw_to, "to", from_type)
+                )
                 k = parse_k(request.query.get("k"), settings.recs_k)
             except BadRequest as exc:
                 return error(self, 400, str(exc), field=exc.field)
 
             async def local() -> web.Response:
-                models = services.models
-                items = models.similar(item_id, from_type, to_type, k)
-                version = models.live_version if items is not None else None
-                if items is None:
-                    items = cooccurrence_similar(services, item_id, from_type, to_type, k)
-                return self.json(
-                    {
-                        "item_id": item_id,
-                        "from": from_type,
-                        "to": to_type,
-                        "model_version": version,
-                        "source": "model" if version else "cooccurrence",
-                        "items": items,
-                    }
-                )
+                return self.json(similar_answer(services, item_id, from_type, to_type, k))
 
             key = token_key(item_id, from_type)
 

@@ -1,25 +1,26 @@
-"""Benchmark: offline quality of every candidate generator on the simulator (one run).
+"""Benchmark: offline quality of the served system against library baselines (one run per set).
 
-Simulates a clickstream (models/simulator.py, seed 0), cuts it in time (train
-before, test the last ``--test-hours``) and runs
-:func:`models.offline_evaluation.evaluate_models`: Etsy's purchase-intent hit
-rate@k and its novel variant per task, ROC AUC, coverage, category cosine and
-train time per model. Prints the Markdown table, the regularised embedding's
-novel click-to-cart hit rate against each baseline (difference and ratio), the
-train times and the command line.
+The same evaluation as ``tastestream evaluate`` (:mod:`models.evaluation`:
+Etsy's purchase-intent hit rate with session seeds, K = 200, novel hit rate
+with user-bootstrap 95% intervals, AUC, home-list hit@20/@100, coverage,
+category cosine, train time), on:
 
-``--compare-backends`` instead trains the regularised and the plain embedding
-with each embedding backend (numpy, gensim) on the same data and prints train
-time and hit rates side by side: the measurement behind
-``EmbeddingParams.backend``'s default.
+* ``sim``: the simulator (``models/simulator.py``), ``--events`` events, seed
+  ``--seed``, last 24 h held out;
+* ``dev``, ``slice``, ``ml``: the real logs of ``../shared/data`` (Taobao's
+  407 dev users, last 24 h; Taobao's two-hour slice, last 30 min; MovieLens
+  100k, last 30 days), read through the importer as they are.
 
-Run: ``python benchmarks/quality.py [--events 300000] [--compare-backends]``
+Prints each report and the command line; ``--out DIR`` also writes
+``DIR/<set>.md`` and ``.json``.
+
+Run: ``python benchmarks/quality.py [--sets sim,dev,slice,ml] [--events 300000] [--out DIR]``
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
+import json
 import os
 import sys
 import time
@@ -27,103 +28,104 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from models.offline_evaluation import KNOWN_MODELS, evaluate_models, report_text
+from agents.trainer import epochs_for
+from models.evaluation import Protocol, evaluate, report_markdown
+from models.evaluation.baselines import baseline_rows
+from models.evaluation.rows import RecentlyViewed, SeedEcho
+from models.evaluation.served import ServedSystem, served_rows
 from models.simulator import ClickstreamSimulator, SimulatorConfig
-from models.token_embedding import BACKENDS, EmbeddingParams
+from models.training import TrainingParams
+from streams.importer import ImportSpec, ImportStats, import_csv, parse_mapping
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+TAOBAO = {
+    "columns": parse_mapping("user_id=0,item_id=1,category=2,type=3,ts=4"),
+    "types": parse_mapping("pv=click,fav=favorite,cart=cart,buy=purchase"),
+    "header": False,
+    "delimiter": "auto",
+}
+#: set -> (file, import spec, test hours, protocol)
+REAL_SETS = {
+    "dev": (
+        "taobao_dev_users.csv.gz",
+        ImportSpec(**TAOBAO, since=1511539200, until=1512316800),
+        24.0,
+        Protocol(),
+    ),
+    "slice": ("taobao_2h_slice.csv.gz", ImportSpec(**TAOBAO), 0.5, Protocol()),
+    "ml": (
+        "ml-100k/u.data.gz",
+        ImportSpec(
+            columns=parse_mapping("user_id=0,item_id=1,value=2,ts=3"),
+            header=False,
+            delimiter="auto",
+            every_type="purchase",
+        ),
+        30 * 24.0,
+        Protocol(seed_types=("purchase",), target_types=("purchase",)),
+    ),
+}
 
 
 def say(message: str) -> None:
-    if "epoch" not in message:  # per-model lines only
-        print(f"  [{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+    print(f"  [{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
-def pct(value: float | None) -> str:
-    return "-" if value is None else f"{100 * value:6.2f}"
-
-
-def compare_backends(events: list[dict], args: argparse.Namespace, base: EmbeddingParams) -> None:
-    print("\n## embedding backends, same data (regularised = cooc_k 3; embedding = cooc_k 0)\n")
-    rows = []
-    for backend in BACKENDS:
-        params = dataclasses.replace(base, backend=backend)
-        result = evaluate_models(
-            events,
-            test_hours=args.test_hours,
-            k=args.k,
-            models=("regularised", "embedding"),
-            embedding_params=params,
-            max_seeds=args.max_seeds,
-            seed=args.seed,
-            progress=say,
-        )
-        for name, row in result["models"].items():
-            rows.append((backend, name, row))
-    print(
-        "| backend | model | train s | hit % click→cart | novel % click→cart "
-        "| novel % item→item | novel % cart→cart | AUC |"
-    )
-    print("|---|---|---|---|---|---|---|---|")
-    for backend, name, row in rows:
-        hit, novel = row["hit_rate"], row["novel_hit_rate"]
-        print(
-            f"| {backend} | {name} | {row['train_seconds']:.1f} | {pct(hit['click-to-cart'])} "
-            f"| {pct(novel['click-to-cart'])} | {pct(novel['item-to-item'])} "
-            f"| {pct(novel['cart-to-cart'])} | {row['auc']:.3f} |"
-        )
-    times = {(b, n): r["train_seconds"] for b, n, r in rows}
-    for name in ("regularised", "embedding"):
-        ratio = times[("numpy", name)] / max(times[("gensim", name)], 1e-9)
-        print(f"\n{name}: numpy takes {ratio:.2f}x gensim's train time", end="")
-    print()
+def load(name: str, args: argparse.Namespace) -> tuple[list[dict], float, Protocol, str]:
+    if name == "sim":
+        config = SimulatorConfig(users=args.users, items=args.items, seed=args.seed)
+        events = list(ClickstreamSimulator(config).events(args.events))
+        return events, 24.0, Protocol(), f"simulator, {args.events:,} events, seed {args.seed}"
+    file, spec, hours, protocol = REAL_SETS[name]
+    path = DATA / file
+    if not path.exists():
+        raise SystemExit(f"{path} is absent: the real data sets live in ../shared/data")
+    stats = ImportStats()
+    events = list(import_csv(path, spec, stats=stats))
+    rejected = f", {sum(stats.rejected.values())} rows rejected" if stats.rejected else ""
+    return events, hours, protocol, f"{file}{rejected}"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sets", default="sim", help="comma-separated: sim, dev, slice, ml")
     parser.add_argument("--events", type=int, default=300_000, help="simulated events")
     parser.add_argument("--users", type=int, default=1000)
     parser.add_argument("--items", type=int, default=5000)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--test-hours", type=float, default=24.0)
-    parser.add_argument("--k", type=int, default=200)
-    parser.add_argument("--epochs", type=int, default=5, help="embedding epochs")
-    parser.add_argument("--backend", choices=BACKENDS, default=EmbeddingParams().backend)
-    parser.add_argument("--models", default=",".join(KNOWN_MODELS))
-    parser.add_argument(
-        "--max-seeds", type=int, default=None, help="only the N latest seeds per target"
-    )
-    parser.add_argument("--compare-backends", action="store_true")
+    parser.add_argument("--baselines", choices=("none", "fast", "all"), default="all")
+    parser.add_argument("--out", default=None, help="directory for <set>.md and <set>.json")
     args = parser.parse_args()
     print("command: python " + " ".join(sys.argv), f"(cpus={os.cpu_count()})")
-
-    started = time.perf_counter()
-    config = SimulatorConfig(users=args.users, items=args.items, seed=args.seed)
-    events = list(ClickstreamSimulator(config).events(args.events))
-    print(
-        f"simulated {len(events):,} events ({args.users} users, {args.items} items, "
-        f"seed {args.seed}) in {time.perf_counter() - started:.1f}s"
-    )
-    base = EmbeddingParams(epochs=args.epochs, seed=args.seed, backend=args.backend)
-    if args.compare_backends:
-        compare_backends(events, args, base)
-        print(f"\ntotal {time.perf_counter() - started:.0f}s")
-        return
-
-    result = evaluate_models(
-        events,
-        test_hours=args.test_hours,
-        k=args.k,
-        models=tuple(m.strip() for m in args.models.split(",") if m.strip()),
-        embedding_params=base,
-        max_seeds=args.max_seeds,
-        seed=args.seed,
-        progress=say,
-    )
-    print()
-    print(report_text(result, title=f"Offline quality, simulator {args.events:,} events"))
-    print("## train and scoring seconds\n")
-    for name, row in result["models"].items():
-        print(f"- {name}: train {row['train_seconds']:.1f}s, score {row['eval_seconds']:.1f}s")
-    print(f"\ntotal {time.perf_counter() - started:.0f}s")
+    for name in [s.strip() for s in args.sets.split(",") if s.strip()]:
+        started = time.perf_counter()
+        events, hours, protocol, label = load(name, args)
+        params = TrainingParams(seed=args.seed)
+        cut = max(e["ts"] for e in events) - hours * 3600.0
+        # The epochs `train` would choose for what the served model trains on.
+        params.embedding.epochs = epochs_for(sum(e["ts"] < cut for e in events))
+        system = ServedSystem(params, seed=args.seed)
+        rows = [
+            *served_rows(system),
+            *baseline_rows(args.baselines, seed=args.seed),
+            SeedEcho(),
+            RecentlyViewed(),
+        ]
+        result = evaluate(
+            events, rows, test_hours=hours, protocol=protocol, seed=args.seed, progress=say
+        )
+        markdown = report_markdown(result, title=f"{name}: {label}")
+        print()
+        print(markdown)
+        print(
+            f"served system: model {system.train_seconds:.1f}s, state fold "
+            f"{system.fold_seconds:.1f}s; set total {time.perf_counter() - started:.0f}s"
+        )
+        if args.out:
+            out = Path(args.out)
+            out.mkdir(parents=True, exist_ok=True)
+            (out / f"{name}.md").write_text(markdown)
+            (out / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -31,7 +31,11 @@ from models.cooccurrence import SpaceSaving
 from models.trajectory import DEFAULT_TYPE_WEIGHTS
 
 DEFAULT_POPULARITY_HALF_LIFE = 24 * 3600.0
-DEFAULT_POPULARITY_CAPACITY = 1000
+#: Counters of the overall sketch. With most items seen once (a real catalogue),
+#: 1,000 counters left the top 200 mostly items that had just taken an evicted
+#: counter's count: on Taobao's two-hour slice its top 200 hit 0.3% of the carts
+#: and purchases after it, exact counts 2.5%; 20,000 gives 2.5%.
+DEFAULT_POPULARITY_CAPACITY = 20_000
 DEFAULT_CATEGORY_CAPACITY = 200
 DEFAULT_MAX_CATEGORIES = 500
 

@@ -74,6 +74,13 @@ Token = tuple[str, str]
 Progress = Callable[[dict[str, Any]], None] | None
 #: Trainers :class:`TokenEmbedding` can use (``EmbeddingParams.backend``).
 BACKENDS: tuple[str, ...] = ("numpy", "gensim")
+#: Sentence kinds :func:`models.training.sentences` makes (``EmbeddingParams.sentences``).
+SENTENCES: tuple[str, ...] = ("user", "session")
+#: Token type of the item-level tokens (``EmbeddingParams.item_tokens``): the
+#: type :class:`~models.ann_index.TokenIndex` keeps item-level vectors under.
+ITEM_TOKEN = "item"
+#: gensim trains on at most this many words of a sentence.
+GENSIM_MAX_WORDS = 10_000
 
 
 @dataclass
@@ -121,12 +128,22 @@ class EmbeddingParams:
         word2vec fed the same sessions and regularisation pairs (see
         :func:`gensim_sentences`). Both are deterministic for a seed (gensim
         runs with one worker thread).
+    sentences
+        What one sentence is when training from events
+        (:func:`models.training.sentences`): ``"user"``, each user's whole
+        sequence (real shop logs: a next-day cart is often of an item browsed
+        in an earlier session), or ``"session"``.
+    item_tokens
+        Typed models: each event also puts its item-level token
+        ``(item_id, "item")`` in the sentence, right before its typed token, so
+        one model learns a vector per item beside the typed ones
+        (:meth:`TokenEmbedding.item_vectors`; the window counts both).
     """
 
     dim: int = 64
-    window: int = 5
-    negatives: int = 5
-    epochs: int = 5
+    window: int = 20
+    negatives: int = 10
+    epochs: int = 20
     lr: float = 0.025
     min_count: int = 1
     cooc_k: int = 3
@@ -138,6 +155,8 @@ class EmbeddingParams:
     ns_exponent: float = 0.75
     damping: float = 0.25
     backend: str = "gensim"
+    sentences: str = "user"
+    item_tokens: bool = True
 
 
 def scatter_add_rows(
@@ -365,6 +384,10 @@ def train_gensim(
     p = params
     n_tokens = int(ids.max()) + 1
     sentences = gensim_sentences(ids, starts, followers, rng.permutation(len(starts)))
+    # gensim ignores the words of a sentence beyond its 10,000th: cut long ones.
+    sentences = [
+        s[i : i + GENSIM_MAX_WORDS] for s in sentences for i in range(0, len(s), GENSIM_MAX_WORDS)
+    ]
     begin = time.perf_counter()
 
     pairs = expected_pairs([len(s) for s in sentences], p.window)
@@ -672,6 +695,42 @@ class TokenEmbedding:
             item, kind = (key[0], key[1]) if self.params.typed else (key, None)
             result.append((item, kind, float(scores[i])))
         return result
+
+    def item_vectors(self) -> tuple[list[str], np.ndarray]:
+        """One vector per item: its item-level token's, else the sum of its tokens' unit vectors.
+
+        An item-level neighbour search ("more like this item", whatever was
+        done with it) needs one point per item. A model trained with
+        ``item_tokens`` has one token per item for it; otherwise the sum of an
+        item's typed unit vectors keeps every interaction's direction.
+
+        Returns
+        -------
+        items, vectors
+            Item ids (in order of first appearance in :attr:`vocab`) and a
+            ``(len(items), dim)`` float32 array; untyped models return their own.
+
+        Examples
+        --------
+        >>> m = TokenEmbedding(EmbeddingParams(dim=2))
+        >>> m.vocab = [("a", "click"), ("a", "cart"), ("b", "click")]
+        >>> m.vectors = np.array([[3.0, 0.0], [0.0, 1.0], [0.0, 2.0]], np.float32)
+        >>> items, vectors = m.item_vectors()
+        >>> items, vectors.tolist()
+        (['a', 'b'], [[1.0, 1.0], [0.0, 1.0]])
+        """
+        if not self.params.typed:
+            return [str(key) for key in self.vocab], self.vectors.copy()
+        own = [n for n, key in enumerate(self.vocab) if key[1] == ITEM_TOKEN]
+        if own:
+            return [self.vocab[n][0] for n in own], self.vectors[own].copy()
+        rows: dict[str, int] = {}
+        for key in self.vocab:
+            rows.setdefault(key[0], len(rows))
+        which = np.array([rows[key[0]] for key in self.vocab], dtype=np.int64)
+        summed = np.zeros((len(rows), self.vectors.shape[1]), dtype=np.float32)
+        np.add.at(summed, which, self.normalized_vectors)
+        return list(rows), summed
 
     # ------------------------------------------------------------------- io
     def save(self, directory: str | Path) -> None:

@@ -2,11 +2,14 @@
 
 What a version holds (DESIGN.md sources 1 and 3):
 
-* the interaction-token embedding (Etsy), with co-occurrence regularisation
-  ``cooc_k = 3``, trained on sessions cut by :func:`models.sessions.sessionise`
-  (the one sessionisation rule shared with the stream agents);
+* the interaction-token embedding (Etsy), trained on each user's whole
+  sequence of tokens as one sentence (:func:`sentences`; sessions cut by
+  :func:`models.sessions.sessionise` with ``EmbeddingParams(sentences="session")``);
 * one HNSW index per token type over those vectors (M 64, ef_construction
-  128, ef 256), for "nearest cart tokens to this click token";
+  128, ef 256), for "nearest cart tokens to this click token", and one over
+  item-level vectors (the item tokens learnt beside the typed ones,
+  :meth:`~models.token_embedding.TokenEmbedding.item_vectors`, type
+  :data:`~models.ann_index.UNTYPED`) for "items like this one";
 * matrix factorisation with BPR over weighted implicit feedback (Whatnot).
 
 Pure and CPU-heavy: call it from a CLI process or a thread, never inside an
@@ -21,8 +24,8 @@ Examples
 >>> params = TrainingParams(min_events=10, embedding=EmbeddingParams(dim=8, epochs=1),
 ...                         factorization=FactorizationParams(factors=4, epochs=1))
 >>> trained = train_version(sim.events(3000), params)
->>> trained.data_range["events"], sorted(trained.index.types())[:2]
-(3000, ['cart', 'click'])
+>>> trained.data_range["events"], sorted(trained.index.types())
+(3000, ['cart', 'click', 'favorite', 'item', 'purchase', 'view'])
 """
 
 from __future__ import annotations
@@ -35,10 +38,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from models.ann_index import TokenIndex
 from models.factorization import FactorizationParams, MatrixFactorization
-from models.sessions import DEFAULT_GAP_SECONDS, sessionise
-from models.token_embedding import EmbeddingParams, TokenEmbedding
+from models.sessions import DEFAULT_GAP_SECONDS, INTERACTION_TYPES, Token, sessionise
+from models.token_embedding import ITEM_TOKEN, SENTENCES, EmbeddingParams, TokenEmbedding
 
 #: ``progress`` receives dicts with ``stage`` plus the stage's own keys
 #: (``epoch``, ``epochs``, ``loss``, ``elapsed`` for the two trainers).
@@ -64,7 +69,8 @@ class TrainingParams:
     min_events
         Fewer events than this is an error, not a model.
     min_session_tokens
-        Sessions shorter than this carry no co-occurrence and are dropped.
+        Sentences (sessions or user sequences) shorter than this carry no
+        co-occurrence and are dropped.
     session_gap_seconds
         Inactivity gap that splits sessions without a ``session_id``.
     """
@@ -123,6 +129,42 @@ def _stage(progress: Progress, stage: str) -> Callable[[dict[str, Any]], None] |
     return lambda info: progress({"stage": stage, **info})
 
 
+def sentences(
+    events: list[dict[str, Any]],
+    kind: str = "user",
+    gap_seconds: float = DEFAULT_GAP_SECONDS,
+    item_tokens: bool = False,
+) -> list[list[Token]]:
+    """The embedding's sentences: each user's tokens in time order, or each session's.
+
+    With ``item_tokens`` each event's ``(item_id, "item")`` token comes right
+    before its typed token (see ``EmbeddingParams.item_tokens``).
+
+    Examples
+    --------
+    >>> evs = [{"user_id": "u", "item_id": i, "type": "click", "ts": t}
+    ...        for i, t in (("b", 5000.0), ("a", 0.0))]
+    >>> sentences(evs, "user"), sentences(evs, "session")
+    ([[('a', 'click'), ('b', 'click')]], [[('a', 'click')], [('b', 'click')]])
+    >>> sentences(evs, "session", item_tokens=True)[0]
+    [('a', 'item'), ('a', 'click')]
+    """
+    if kind not in SENTENCES:
+        raise ValueError(f"sentences must be one of {', '.join(SENTENCES)}, not {kind!r}")
+    if kind == "session":
+        found = [s.tokens for s in sessionise(events, gap_seconds)]
+    else:
+        by_user: dict[str, list[tuple[float, int, Token]]] = {}
+        for n, e in enumerate(events):
+            if e["type"] in INTERACTION_TYPES:
+                token = (e["item_id"], e["type"])
+                by_user.setdefault(e["user_id"], []).append((e["ts"], n, token))
+        found = [[token for _, _, token in sorted(rows)] for _, rows in sorted(by_user.items())]
+    if item_tokens:
+        found = [[t for token in s for t in ((token[0], ITEM_TOKEN), token)] for s in found]
+    return found
+
+
 def train_version(
     events: Iterable[dict[str, Any]],
     params: TrainingParams | None = None,
@@ -152,14 +194,17 @@ def train_version(
             f"{len(events)} events; at least {p.min_events} are needed to train a model"
         )
     begin = time.perf_counter()
+    with_items = p.embedding.typed and p.embedding.item_tokens
+    per_event = 2 if with_items else 1  # an item token rides with each typed one
     sessions = [
-        s.tokens
-        for s in sessionise(events, p.session_gap_seconds)
-        if len(s.tokens) >= p.min_session_tokens
+        s
+        for s in sentences(events, p.embedding.sentences, p.session_gap_seconds, with_items)
+        if len(s) >= p.min_session_tokens * per_event
     ]
     if not sessions:
         raise NotEnoughData(
-            f"{len(events)} events but no session with {p.min_session_tokens}+ interactions"
+            f"{len(events)} events but no {p.embedding.sentences} sequence with "
+            f"{p.min_session_tokens}+ interactions"
         )
     metrics: dict[str, Any] = {"sessions": len(sessions), "tokens": sum(map(len, sessions))}
 
@@ -185,9 +230,16 @@ def train_version(
     metrics["tokens_by_type"] = dict(sorted(Counter(t[1] for t in embedding.vocab).items()))
 
     started = time.perf_counter()
+    tokens, vectors = list(embedding.vocab), embedding.vectors
+    has_item_tokens = (
+        any(token[1] == ITEM_TOKEN for token in tokens) if embedding.params.typed else True
+    )
+    if not has_item_tokens:  # item-level vectors from the typed ones
+        items, item_vectors = embedding.item_vectors()
+        tokens, vectors = [*tokens, *items], np.vstack([vectors, item_vectors])
     index = TokenIndex.build(
-        embedding.vocab,
-        embedding.vectors,
+        tokens,
+        vectors,
         M=p.index_M,
         ef_construction=p.index_ef_construction,
         ef=p.index_ef,

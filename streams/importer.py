@@ -20,10 +20,22 @@ Types
     ``types`` maps the log's values to contract types (e.g. ``addtocart=cart``).
     With a mapping, any other value is rejected; with an empty mapping the log's
     values must already be contract types.
+Files as they are
+    A path ending in ``.gz`` (or starting with gzip's magic bytes) is read
+    through gzip. ``delimiter="auto"`` takes the most frequent of ``,`` tab
+    ``;`` ``|`` in the first line (MovieLens' ``u.data`` is tab-separated).
+    ``header=False`` reads a file without a header row, its columns named by
+    position: ``columns={"user_id": "0", "item_id": "1", ...}`` (Taobao's
+    UserBehavior.csv); every row must then have as many fields as the first.
+Time range
+    ``since``/``until`` (epoch seconds) keep ``since <= ts < until``; other rows
+    are rejected as ``"<ts column>: outside the time range"`` (a log's
+    documented window, e.g. Taobao's nine days).
 Rejections
-    Counted under ``"<csv column>: <problem>"`` (e.g. ``"event: unknown value"``),
-    with the line number of the first example. A mapped column missing from the
-    header is an :class:`ImportSpecError` before any row is read.
+    Counted under ``"<csv column>: <problem>"`` (e.g. ``"event: unknown value"``;
+    a positional column is named ``"column 3 (type)"``), with the line number of
+    the first example. A mapped column missing from the header (or a position
+    beyond the first row) is an :class:`ImportSpecError` before any row is read.
 
 Examples
 --------
@@ -44,6 +56,7 @@ Examples
 from __future__ import annotations
 
 import csv
+import gzip
 import io
 import math
 import os
@@ -69,6 +82,9 @@ EVENT_COLUMNS: tuple[str, ...] = ("event_id", "session_id", "value")
 ITEM_COLUMNS: tuple[str, ...] = ("category", "seller", "price", "available")
 MAPPABLE_COLUMNS: tuple[str, ...] = REQUIRED_COLUMNS + EVENT_COLUMNS + ITEM_COLUMNS
 TS_UNITS: tuple[str, ...] = ("auto", "s", "ms", "iso")
+#: Separators ``delimiter="auto"`` chooses from (named for the command line).
+DELIMITERS: dict[str, str] = {"comma": ",", "tab": "\t", "semicolon": ";", "pipe": "|"}
+GZIP_MAGIC = b"\x1f\x8b"
 #: Rows read ahead to decide the timestamp unit of a file.
 DETECT_ROWS = 100
 #: ``progress`` is called after this many rows, and once at the end.
@@ -125,10 +141,18 @@ class ImportSpec:
     ts_unit
         ``"auto"``, ``"s"``, ``"ms"`` or ``"iso"``.
     fieldnames
-        Column names for a file without a header row (e.g. Taobao's
-        UserBehavior.csv); ``None`` means the first row is the header.
+        Column names for a file without a header row; ``None`` means the first
+        row is the header (unless ``header`` is false).
     delimiter
-        The CSV field separator.
+        The CSV field separator, or ``"auto"`` (decided from the first line).
+    header
+        ``False``: the file has no header row and ``columns`` name columns by
+        0-based position (``"type": "3"``).
+    since, until
+        Keep rows with ``since <= ts < until`` (epoch seconds; ``None``: open).
+    every_type
+        Every row is this contract type (a log of one interaction type, e.g.
+        MovieLens ratings); then ``columns`` maps no ``type``.
     """
 
     columns: dict[str, str]
@@ -136,6 +160,10 @@ class ImportSpec:
     ts_unit: str = "auto"
     fieldnames: tuple[str, ...] | None = None
     delimiter: str = ","
+    header: bool = True
+    since: float | None = None
+    until: float | None = None
+    every_type: str | None = None
 
     def __post_init__(self) -> None:
         unknown = [key for key in self.columns if key not in MAPPABLE_COLUMNS]
@@ -144,7 +172,15 @@ class ImportSpec:
                 f"unknown column key(s) {', '.join(unknown)}; "
                 f"expected {', '.join(MAPPABLE_COLUMNS)}"
             )
-        missing = [key for key in REQUIRED_COLUMNS if key not in self.columns]
+        if self.every_type is not None:
+            if self.every_type not in EVENT_TYPE_SET:
+                raise ImportSpecError(
+                    f"every_type {self.every_type!r} is not one of {', '.join(EVENT_TYPES)}"
+                )
+            if "type" in self.columns or self.types:
+                raise ImportSpecError("a type column (or types) and every_type: give one")
+        required = [k for k in REQUIRED_COLUMNS if k != "type" or self.every_type is None]
+        missing = [key for key in required if key not in self.columns]
         if missing:
             raise ImportSpecError(f"columns must map {', '.join(missing)}")
         bad = {raw: t for raw, t in self.types.items() if t not in EVENT_TYPE_SET}
@@ -157,6 +193,31 @@ class ImportSpec:
             raise ImportSpecError(
                 f"ts_unit {self.ts_unit!r}; expected one of {', '.join(TS_UNITS)}"
             )
+        if self.delimiter != "auto" and len(self.delimiter) != 1:
+            raise ImportSpecError(
+                f"delimiter {self.delimiter!r}: one character, or auto, {', '.join(DELIMITERS)}"
+            )
+        if not self.header:
+            bad_positions = [
+                f"{key}={col}" for key, col in self.columns.items() if not col.isdigit()
+            ]
+            if bad_positions:
+                raise ImportSpecError(
+                    f"without a header, columns are 0-based positions: "
+                    f"{', '.join(bad_positions)} is not a number"
+                )
+        if self.since is not None and self.until is not None and self.since >= self.until:
+            raise ImportSpecError(f"since {self.since:g} is not before until {self.until:g}")
+
+    def label(self, key: str) -> str:
+        """How rejection reasons name the column mapped to ``key``.
+
+        >>> ImportSpec(columns={"ts": "4", "user_id": "0", "item_id": "1", "type": "3"},
+        ...            header=False).label("type")
+        'column 3 (type)'
+        """
+        column = self.columns[key]
+        return column if self.header else f"column {column} ({key})"
 
 
 @dataclass
@@ -239,14 +300,43 @@ def _parse_bool(text: str, column: str) -> bool:
     raise _Rejected(f"{column}: not a boolean (1/0, true/false, yes/no)")
 
 
+def is_gzip(path: str | os.PathLike[str]) -> bool:
+    """Whether a file is gzip-compressed (its magic bytes, whatever its name)."""
+    with open(path, "rb") as fh:
+        return fh.read(2) == GZIP_MAGIC
+
+
 def _open(source: str | os.PathLike[str] | TextIO) -> tuple[TextIO, bool]:
     if isinstance(source, str | os.PathLike):
         # utf-8-sig: spreadsheet exports often start with a byte-order mark.
+        if is_gzip(source):
+            return gzip.open(source, "rt", newline="", encoding="utf-8-sig"), True
         return open(source, newline="", encoding="utf-8-sig"), True
     return source, False
 
 
+def detect_delimiter(line: str) -> str:
+    """The most frequent of comma, tab, semicolon and pipe in ``line`` (comma if none).
+
+    Examples
+    --------
+    >>> detect_delimiter("196\\t242\\t3\\t881250949"), detect_delimiter("1,2,pv,3")
+    ('\\t', ',')
+    """
+    counts = {sep: line.count(sep) for sep in DELIMITERS.values()}
+    best = max(counts, key=lambda sep: counts[sep])
+    return best if counts[best] else ","
+
+
 def _header_index(header: list[str], spec: ImportSpec) -> dict[str, int]:
+    if not spec.header:
+        beyond = [f"{k}={c}" for k, c in spec.columns.items() if int(c) >= len(header)]
+        if beyond:
+            raise ImportSpecError(
+                f"column position(s) {', '.join(beyond)} beyond the first row's "
+                f"{len(header)} fields"
+            )
+        return {key: int(col) for key, col in spec.columns.items()}
     positions = {name.strip(): i for i, name in enumerate(header)}
     missing = [f"{key}={col}" for key, col in spec.columns.items() if col not in positions]
     if missing:
@@ -261,10 +351,14 @@ def _row_to_event(
     row: list[str], index: dict[str, int], spec: ImportSpec, unit: str, width: int
 ) -> dict[str, Any]:
     if len(row) > width:
-        raise _Rejected(f"row: more fields than the header's {width}")
+        raise _Rejected(
+            f"row: more fields than the header's {width}"
+            if spec.header
+            else f"row: more fields than the first row's {width}"
+        )
     cells: dict[str, str] = {}
     for key, position in index.items():
-        column = spec.columns[key]
+        column = spec.label(key)
         if position >= len(row):
             raise _Rejected(f"{column}: missing (row too short)")
         text = row[position].strip()
@@ -272,35 +366,43 @@ def _row_to_event(
             cells[key] = text
         elif key in REQUIRED_COLUMNS:
             raise _Rejected(f"{column}: empty")
-    raw_type = cells["type"]
-    etype = spec.types.get(raw_type) if spec.types else raw_type
+    if spec.every_type is not None:
+        etype: str | None = spec.every_type
+    else:
+        raw_type = cells["type"]
+        etype = spec.types.get(raw_type) if spec.types else raw_type
     if etype not in EVENT_TYPE_SET:
-        raise _Rejected(f"{spec.columns['type']}: unknown value")
+        raise _Rejected(f"{spec.label('type')}: unknown value")
+    ts = _parse_ts(cells["ts"], unit, spec.label("ts"))
+    if (spec.since is not None and ts < spec.since) or (
+        spec.until is not None and ts >= spec.until
+    ):
+        raise _Rejected(f"{spec.label('ts')}: outside the time range")
     raw: dict[str, Any] = {
         "user_id": cells["user_id"],
         "item_id": cells["item_id"],
         "type": etype,
-        "ts": _parse_ts(cells["ts"], unit, spec.columns["ts"]),
+        "ts": ts,
     }
     for key in ("event_id", "session_id", "user_id", "item_id", "category", "seller"):
         if key in cells and len(cells[key]) > MAX_ID_CHARS:
-            raise _Rejected(f"{spec.columns[key]}: longer than {MAX_ID_CHARS} characters")
+            raise _Rejected(f"{spec.label(key)}: longer than {MAX_ID_CHARS} characters")
     for key in ("event_id", "session_id"):
         if key in cells:
             raw[key] = cells[key]
     if "value" in cells:
-        raw["value"] = _parse_number(cells["value"], spec.columns["value"])
+        raw["value"] = _parse_number(cells["value"], spec.label("value"))
     item: dict[str, Any] = {}
     for key in ("category", "seller"):
         if key in cells:
             item[key] = cells[key]
     if "price" in cells:
-        price = _parse_number(cells["price"], spec.columns["price"])
+        price = _parse_number(cells["price"], spec.label("price"))
         if price < 0:
-            raise _Rejected(f"{spec.columns['price']}: negative")
+            raise _Rejected(f"{spec.label('price')}: negative")
         item["price"] = price
     if "available" in cells:
-        item["available"] = _parse_bool(cells["available"], spec.columns["available"])
+        item["available"] = _parse_bool(cells["available"], spec.label("available"))
     if item:
         raw["item"] = item
     try:
@@ -308,7 +410,7 @@ def _row_to_event(
     except EventError as exc:
         # Our own checks above catch what a log can get wrong; this is a last guard.
         field_name = (exc.field or "row").split(".")[-1]
-        column = spec.columns.get(field_name, field_name)
+        column = spec.label(field_name) if field_name in spec.columns else field_name
         # Values are masked so that reasons stay few enough to count.
         reason = re.sub(r"'[^']*'|[-\d.]+", "N", exc.reason)
         raise _Rejected(f"{column}: {reason}") from None
@@ -343,19 +445,32 @@ def import_csv(
     stats = stats if stats is not None else ImportStats()
     handle, owned = _open(source)
     try:
-        reader = csv.reader(handle, delimiter=spec.delimiter)
+        delimiter = spec.delimiter
+        lines: Iterable[str] = handle
+        if delimiter == "auto":
+            first = handle.readline()
+            delimiter = detect_delimiter(first)
+            lines = chain([first], handle)
+        reader = csv.reader(lines, delimiter=delimiter)
+        # (line number, row) pairs; the first rows are read ahead to detect the ts unit.
+        numbered = ((reader.line_num, row) for row in reader)
         if spec.fieldnames is not None:
             header = list(spec.fieldnames)
-        else:
+        elif spec.header:
             header = next(reader, None)
             if header is None:
                 raise ImportSpecError("the file is empty: no header row")
+        head = list(islice(numbered, DETECT_ROWS))
+        if spec.fieldnames is None and not spec.header:
+            first_row = next((row for _, row in head if row), None)
+            if first_row is None:
+                raise ImportSpecError("the file is empty: no rows")
+            header = [str(n) for n in range(len(first_row))]
         # Strip a byte-order mark a caller's own open() left on the first name.
         header[0] = header[0].lstrip("\ufeff")
+        if not spec.header and head and head[0][1]:
+            head[0][1][0] = head[0][1][0].lstrip("\ufeff")
         index = _header_index(header, spec)
-        # (line number, row) pairs; the first rows are read ahead to detect the ts unit.
-        numbered = ((reader.line_num, row) for row in reader)
-        head = list(islice(numbered, DETECT_ROWS))
         unit = spec.ts_unit
         if unit == "auto":
             ts_pos = index["ts"]

@@ -98,8 +98,17 @@ def http(method: str, url: str, body: Any = None, timeout: float = 10.0) -> tupl
     return status, (json.loads(raw) if "json" in ctype else raw.decode())
 
 
-def wait_until(predicate, timeout: float = 30.0, interval: float = 0.1, what: str = "condition"):
-    """Poll ``predicate`` until it returns a truthy value; fail the test after ``timeout``."""
+def wait_until(
+    predicate,
+    timeout: float = 30.0,
+    interval: float = 0.1,
+    what: str = "condition",
+    describe=None,
+):
+    """Poll ``predicate`` until it returns a truthy value; fail the test after ``timeout``.
+
+    ``describe`` (optional) is called on failure and its answer goes into the message.
+    """
     deadline = time.monotonic() + timeout
     last = None
     while time.monotonic() < deadline:
@@ -107,7 +116,10 @@ def wait_until(predicate, timeout: float = 30.0, interval: float = 0.1, what: st
         if last:
             return last
         time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}; last: {last!r}")
+    detail = f"; {describe()!r}" if describe is not None else ""
+    raise AssertionError(
+        f"timed out after {timeout:.0f} s waiting for {what}; last: {last!r}{detail}"
+    )
 
 
 @dataclass
@@ -368,7 +380,12 @@ def state_differences(url: str, settings: Settings, sent: dict[str, list[dict]])
     for item in items[:6]:
         for source, target in (("view", "click"), ("click", "cart")):
             status, body = http("GET", f"{url}/items/{item}/similar?from={source}&to={target}&k=50")
-            got = sorted((i["item_id"], i["p"]) for i in body["items"]) if status == 200 else None
+            answered = body["items"] if status == 200 else None
+            got = (
+                sorted((i["item_id"], i["p"]) for i in answered if i["source"] == "cooccurrence")
+                if answered is not None
+                else None
+            )
             neighbours = replica.neighbours((item, source))
             top = neighbours.top(target, 50, at) if neighbours is not None else []
             want = sorted((i, round(min(p, 1.0), 6)) for i, _, p in top)

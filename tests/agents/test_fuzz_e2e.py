@@ -103,6 +103,14 @@ def test_fuzzed_bodies_over_http_are_answered_item_by_item(drawn, settings, work
         lambda: worker.metric("tastestream_events_accepted_total") >= len(applied),
         timeout=120,
         what=f"{len(applied)} accepted events",
+        describe=lambda: {
+            name: worker.metric(name)
+            for name in (
+                "tastestream_events_accepted_total",
+                "tastestream_events_duplicate_total",
+                "tastestream_events_rejected_total",
+            )
+        },
     )
     assert worker.metric("tastestream_events_accepted_total") == len(applied)
     assert answered["202"] and answered["400"], answered

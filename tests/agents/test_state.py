@@ -26,11 +26,53 @@ def session(user: str, steps: list[tuple[str, str]], ts: float, **extra) -> list
 
 
 def similar(worker, item: str, from_type: str, to_type: str, k: int = 20) -> dict:
+    """The answer, its items cut to the co-occurrence part (the fallbacks' fill is dropped)."""
     status, body = http(
         "GET", f"{worker.url}/items/{item}/similar?from={from_type}&to={to_type}&k={k}"
     )
     assert status == 200, body
-    return body
+    assert len(body["items"]) <= k
+    assert body["sources"] == list(dict.fromkeys(i["source"] for i in body["items"]))
+    return {**body, "items": [i for i in body["items"] if i["source"] == "cooccurrence"]}
+
+
+def test_similar_falls_back_to_the_category_then_trending_and_says_so(shared):
+    tag = uuid.uuid4().hex[:6]
+    now = time.time()
+    hats = [f"H{tag}{i}" for i in range(3)]
+    events = [
+        {
+            "user_id": f"{tag}-u{i}",
+            "item_id": hats[i % 2 + 1],
+            "type": "view",
+            "ts": now + i,
+            "item": {"category": f"hats{tag}"},
+        }
+        for i in range(4)
+    ]
+    events.append(
+        {
+            "user_id": f"{tag}-x",
+            "item_id": hats[0],
+            "type": "view",
+            "ts": now,
+            "item": {"category": f"hats{tag}"},
+        }
+    )
+    send(shared.settings, events)
+    # hats[0] never co-occurred with anything: its category's trending items answer it.
+    body = wait_until(
+        lambda: (lambda r: r[1] if r[0] == 200 and r[1]["items"] else None)(
+            http("GET", f"{shared.url}/items/{hats[0]}/similar?from=view&to=item&k=50")
+        ),
+        what="a fallback answer",
+    )
+    assert body["to"] == "item" and body["model_version"] is None
+    assert body["sources"][0] == "category", body["sources"]
+    category = [i["item_id"] for i in body["items"] if i["source"] == "category"]
+    assert set(category) == set(hats[1:]), category
+    assert hats[0] not in [i["item_id"] for i in body["items"]]
+    assert all(i["reason"] for i in body["items"])
 
 
 def test_click_then_cart_makes_b_the_top_click_to_cart_neighbour(shared):
@@ -61,6 +103,7 @@ def test_click_then_cart_makes_b_the_top_click_to_cart_neighbour(shared):
     # Directional: nothing follows B's cart token, and A's click->click list is empty.
     assert similar(shared, b, "cart", "click")["items"] == []
     assert similar(shared, a, "click", "click")["items"] == []
+    assert body["sources"][0] == "cooccurrence"
 
 
 def test_sessions_split_on_the_inactivity_gap(shared):

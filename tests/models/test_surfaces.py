@@ -18,6 +18,19 @@ from models.surfaces import (
 )
 from models.trajectory import UserTrajectory
 
+#: Every source of home weighed in (the mechanics of generate; defaults are measured).
+EVERY_SOURCE = load_surfaces(
+    {
+        "home": {
+            "etsy_user": 1.0,
+            "tk_voting": 0.8,
+            "trajectory_line": 0.5,
+            "thompson": 0.5,
+            "category_trending": 0.8,
+        }
+    }
+)["home"]
+
 # A small shop: lamps (x axis), desks (y axis), rugs (z axis).
 CATEGORY = {f"lamp{n}": "lamps" for n in range(6)} | {f"desk{n}": "desks" for n in range(6)}
 CATEGORY |= {f"rug{n}": "rugs" for n in range(6)}
@@ -114,8 +127,8 @@ def test_load_surfaces_overlays_weights_and_names_bad_input():
 
 def test_home_with_a_model_runs_every_source_and_filters(world):
     trace: dict = {}
-    found = generate(DEFAULT_SURFACES["home"], context(world, k=50), trace)
-    assert set(DEFAULT_SURFACES["home"].sources(False)) <= set(trace["ran"])
+    found = generate(EVERY_SOURCE, context(world, k=50), trace)
+    assert set(EVERY_SOURCE.sources(False)) <= set(trace["ran"])
     assert "lamp1" not in {c.item_id for c in found}  # purchased
     assert trace["filtered"]["purchased"] >= 1
     contributing = {s for c in found for s in c.sources}
@@ -134,13 +147,23 @@ def test_offline_sellers_unavailable_and_excluded_items_never_appear(world):
     assert items and not items & ({"lamp3", "lamp4"} | {i for i in CATEGORY if "desk" in i})
 
 
+def test_default_home_leads_with_the_users_own_items_unless_bought(world):
+    trace: dict = {}
+    found = generate(DEFAULT_SURFACES["home"], context(world, k=50), trace)
+    primaries = {"recently_viewed", "user_vector", "cooccurrence"}
+    assert primaries <= set(trace["ran"]) <= primaries | {"popularity"}  # a short list fills
+    own = [c for c in found if "recently_viewed" in c.sources]
+    assert own and found[0] is own[0]  # the user's own items come first
+    assert "lamp1" not in {c.item_id for c in found}  # bought: filtered
+
+
 def test_home_without_a_model_uses_cooccurrence_then_popularity(world):
     trace: dict = {}
-    found = generate(DEFAULT_SURFACES["home"], context(world, model=None), trace)
+    found = generate(EVERY_SOURCE, context(world, model=None), trace)
     sources = {s for c in found for s in c.sources}
     # Model-free primaries, then popularity fills the tail if the list is short.
-    assert {"cooccurrence", "category_trending"} <= sources
-    assert sources <= {"cooccurrence", "category_trending", "popularity"}
+    assert {"cooccurrence", "category_trending", "recently_viewed"} <= sources
+    assert sources <= {"cooccurrence", "category_trending", "recently_viewed", "popularity"}
     assert set(trace["skipped"]) == {
         "etsy_user", "tk_voting", "trajectory_line", "thompson", "user_vector",
     }  # fmt: skip

@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from models.token_embedding import (
     EmbeddingParams,
     TokenEmbedding,
+    gensim_sentences,
     scatter_add_rows,
     skipgram_pairs,
     top_followers,
 )
 
 GROUPS, GROUP_SIZE = 20, 4
+REPO = Path(__file__).resolve().parents[2]
 
 
 def item(group: int, member: int) -> str:
@@ -161,3 +168,69 @@ def test_scatter_add_rows_matches_add_at():
     scatter_add_rows(averaged, rows, updates, damping=1.0)
     counts = np.bincount(rows, minlength=5)[:, None]
     np.testing.assert_allclose(averaged, expected / np.maximum(counts, 1), rtol=1e-5, atol=1e-5)
+
+
+# ---------------------------------------------------------------- gensim backend
+
+
+def ten_group_sessions() -> list[list[tuple[str, str]]]:
+    """Clicks inside group g, then a cart in group g + 1 (ten groups of four)."""
+    rng = np.random.default_rng(0)
+    sessions = []
+    for _ in range(1500):
+        group = int(rng.integers(10))
+        session = [(f"g{group}i{int(m)}", "click") for m in rng.integers(4, size=3)]
+        session.append((f"g{(group + 1) % 10}i{int(rng.integers(4))}", "cart"))
+        sessions.append(session)
+    return sessions
+
+
+def test_gensim_backend_is_seeded_and_learns_the_planted_neighbours():
+    sessions = ten_group_sessions()
+    params = EmbeddingParams(dim=16, epochs=5, seed=3, backend="gensim")
+    reports: list[dict] = []
+    first = TokenEmbedding(params).fit(sessions, reports.append)
+    second = TokenEmbedding(params).fit(sessions)
+    np.testing.assert_array_equal(first.vectors, second.vectors)
+    assert first.vectors.dtype == np.float32 and first.vectors.shape == (len(first.vocab), 16)
+    assert [r["epoch"] for r in reports] == [1, 2, 3, 4, 5]
+    assert all(np.isfinite(r["loss"]) and r["pairs"] > 0 for r in reports)
+    hits = 0
+    for group in range(10):
+        carts = first.most_similar((f"g{group}i0", "click"), 4, target_type="cart")
+        hits += sum(item.startswith(f"g{(group + 1) % 10}i") for item, _, _ in carts)
+    assert hits >= 36  # of 40: the cart neighbours of a click are its complements
+
+
+def test_gensim_backend_does_not_depend_on_python_hash_seed():
+    code = (
+        "import numpy as np, hashlib\n"
+        "from models.token_embedding import EmbeddingParams, TokenEmbedding\n"
+        "s = [[(f'i{n % 7}', 'click'), (f'i{(n * 3) % 11}', 'cart')] for n in range(300)]\n"
+        "m = TokenEmbedding(EmbeddingParams(dim=8, epochs=2, backend='gensim')).fit(s)\n"
+        "print(hashlib.sha1(m.vectors.tobytes()).hexdigest())\n"
+    )
+    digests = set()
+    for hash_seed in ("1", "2"):
+        env = {**os.environ, "PYTHONHASHSEED": hash_seed}
+        out = subprocess.run(
+            [sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True
+        )
+        assert out.returncode == 0, out.stderr
+        digests.add(out.stdout.strip())
+    assert len(digests) == 1
+
+
+def test_gensim_sentences_carry_exactly_the_regularisation_pairs():
+    ids = np.array([0, 1, 0, 2])
+    followers = np.array([[1, 2], [0, -1], [-1, -1]])
+    sentences = gensim_sentences(ids, np.array([0]), followers)
+    assert sentences[0] == ["0", "1", "0", "2"]
+    pairs = sorted(tuple(s) for s in sentences[1:])
+    # 0 occurs twice (followers 1 and 2), 1 once (follower 0), 2 has none.
+    assert pairs == [("0", "1"), ("0", "1"), ("0", "2"), ("0", "2"), ("1", "0")]
+
+
+def test_unknown_backend_is_rejected():
+    with pytest.raises(ValueError, match="backend"):
+        TokenEmbedding(EmbeddingParams(backend="torch")).fit([[("a", "click"), ("b", "cart")]])
