@@ -237,8 +237,9 @@ def similar_answer(
     )
     items = []
     for candidate in answer.items:
+        # Decayed counts change with the clock: 4 decimals keep one answer stable for a while.
         evidence = {
-            name: round(float(value), 6)
+            name: round(float(value), 4 if name == "count" else 6)
             for name, value in candidate.evidence.items()
             if isinstance(value, int | float)
         }
@@ -331,13 +332,16 @@ def register(app: TastestreamApp, services: Services, events_topic: Any, pairs_t
             if rejected:
                 metrics.inc("tastestream_http_rejected_total", len(rejected), {"reason": "event"})
             by_partition: dict[int, list[dict[str, Any]]] = defaultdict(list)
-            seen_ids: set[str] = set()
+            # An event id is unique per user (the worker's redelivery guard is per user too):
+            # two users may send the same id.
+            seen_ids: set[tuple[str, str]] = set()
             duplicates = 0
             for event in decoded.events:
-                if event["event_id"] in seen_ids:
+                identity = (event["user_id"], event["event_id"])
+                if identity in seen_ids:
                     duplicates += 1
                     continue
-                seen_ids.add(event["event_id"])
+                seen_ids.add(identity)
                 by_partition[partition_for(event["user_id"], settings.partitions)].append(event)
             sends = []
             topic = events_topic.get_topic_name()

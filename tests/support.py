@@ -33,6 +33,32 @@ from agents.stack import Stack, die_with_parent, free_port, start_stack
 REPO = Path(__file__).resolve().parent.parent
 
 
+def shared_data_dir() -> Path:
+    """Where the shared real data sets are: ``$TASTESTREAM_SHARED_DATA``, else ``../shared/data``.
+
+    ``..`` is the repository's parent, or, for a local clone (CI clones main
+    into a scratch directory), the parent of the repository it was cloned from.
+    """
+    configured = os.environ.get("TASTESTREAM_SHARED_DATA")
+    if configured:
+        return Path(configured)
+    candidates = [REPO.parent / "shared" / "data"]
+    try:
+        origin = subprocess.run(
+            ["git", "-C", str(REPO), "config", "--get", "remote.origin.url"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        origin = ""
+    if origin.startswith("file://"):
+        origin = origin[len("file://") :]
+    if origin.startswith("/"):
+        candidates.append(Path(origin).resolve().parent / "shared" / "data")
+    return next((path for path in candidates if path.is_dir()), candidates[0])
+
+
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     started = start_stack(

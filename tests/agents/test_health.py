@@ -151,3 +151,7 @@ def test_malformed_parameters_and_bodies_are_400_naming_the_field(module_worker)
     status, body = http("POST", url + "/events", [1, event, event])
     assert status == 202 and body["accepted"] == 1 and body["duplicates"] == 1
     assert [r["index"] for r in body["rejected"]] == [0]
+    # An event id is unique per user: another user's event with the same id is not a duplicate.
+    other = {**event, "user_id": "dup-other"}
+    status, body = http("POST", url + "/events", [event, other])
+    assert status == 202 and body["accepted"] == 2 and body["duplicates"] == 0, body

@@ -7,6 +7,7 @@ import io
 from pathlib import Path
 
 import pytest
+from support import shared_data_dir
 
 from streams import importer
 from streams.events import derive_event_id
@@ -283,7 +284,6 @@ def test_spec_is_checked_up_front(kwargs, message):
 
 
 # -- real files as they are: gzip, no header, positions, tabs, a time range ------------
-DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 TAOBAO_TYPES = parse_mapping("pv=click,fav=favorite,cart=cart,buy=purchase")
 TAOBAO_POSITIONS = parse_mapping("user_id=0,item_id=1,category=2,type=3,ts=4")
 
@@ -377,7 +377,7 @@ def test_a_position_beyond_the_first_row_is_an_error_before_any_row():
 
 
 def _need_data(name: str) -> Path:
-    path = DATA / name
+    path = shared_data_dir() / name
     if not path.exists():
         pytest.skip(f"{path} is absent (the shared real data sets are not on this machine)")
     return path
