@@ -434,27 +434,33 @@ class ChangelogStore(Generic[T]):
 
         The caller changes it now.
         """
+        # Dirty first: a trim while the object is cached must not drop the one about to
+        # change (its change would be lost: the checkpoint packs live objects only).
+        self.dirty.setdefault(partition, set()).add(key)
         obj = self.get(key, partition)
         if obj is None:
             obj = (new or self.new)()
             self._cache(key, obj)
-        self.dirty.setdefault(partition, set()).add(key)
         return obj
 
     def _cache(self, key: str, obj: T) -> None:
         live = self.live
         live[key] = obj
         if len(live) > 2 * self.live_capacity:
-            self.trim()
+            # Trim only when there are clean objects to drop: with more keys dirty in one
+            # checkpoint than the cache holds, a trim per new key would scan them all.
+            dirty = sum(len(keys) for keys in self.dirty.values())
+            if len(live) - dirty > self.live_capacity:
+                self.trim(keep=key)
 
-    def trim(self) -> None:
-        """Drop the least recently used clean objects beyond ``live_capacity``."""
+    def trim(self, keep: str | None = None) -> None:
+        """Drop the least recently used clean objects beyond ``live_capacity`` (never ``keep``)."""
         live = self.live
         excess = len(live) - self.live_capacity
         if excess <= 0:
             return
         dirty = set().union(*self.dirty.values()) if self.dirty else set()
-        for key in [k for k in live if k not in dirty][:excess]:
+        for key in [k for k in live if k not in dirty and k != keep][:excess]:
             del live[key]
 
     def __contains__(self, key_partition: tuple[str, int]) -> bool:
