@@ -37,7 +37,13 @@ from typing import Any
 
 from agents.offsets import read_partition, true_end_offsets
 from agents.settings import Settings
-from agents.store import ChangelogStore, Recovered, incarnation_record, write_snapshot
+from agents.store import (
+    ChangelogStore,
+    Recovered,
+    incarnation_record,
+    pack_plan,
+    write_snapshot,
+)
 from models.catalogue import ItemCatalogue
 from models.popularity import Popularity
 from models.stream_state import StreamState
@@ -47,6 +53,8 @@ from streams.eventlog import log_directories, read_logs
 from streams.topics import partition_for
 
 log = logging.getLogger(__name__)
+#: A checkpoint packing at least this many states packs them in a worker thread.
+PACK_IN_THREAD_KEYS = 200
 
 
 def state_config(settings: Settings) -> StateConfig:
@@ -317,7 +325,14 @@ class StateService:
             # "applied" must never outlive the effects it stands for.
             await self._deliver(pending)
         for store in self.stores.values():
-            changes = store.take_changes()
+            plan = store.plan_changes()
+            if sum(len(part.items) for part in plan) >= PACK_IN_THREAD_KEYS:
+                # Packing thousands of states is CPU work: off the event loop, so requests
+                # are answered meanwhile (the lock keeps the folds out until it is done).
+                packed = await asyncio.to_thread(pack_plan, store.checkpoint, plan)
+            else:
+                packed = pack_plan(store.checkpoint, plan)
+            changes = store.apply_packed(packed)
             sends: list[tuple[Any, ...]] = []
             for partition, records in changes.items():
                 for record in records:

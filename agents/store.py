@@ -296,6 +296,49 @@ def read_snapshot(path: Path) -> Snapshot | None:
     return Snapshot(meta["offset"], meta["incarnation"], meta["created"], values)
 
 
+@dataclass
+class ChangePlan:
+    """One partition's part of a checkpoint: ``(key, live object or packed bytes)``."""
+
+    partition: int
+    stored: MutableMapping[str, bytes]
+    items: list[tuple[str, Any]]
+
+
+@dataclass
+class PackedChanges:
+    """One partition's part of a checkpoint, packed: the new stored values and the records."""
+
+    partition: int
+    stored: MutableMapping[str, bytes]
+    values: dict[str, bytes]
+    records: list[bytes]
+
+
+def pack_plan(checkpoint: int, plan: list[ChangePlan]) -> list[PackedChanges]:
+    """Pack a checkpoint's objects and group them into changelog records (pure CPU work).
+
+    Safe in a worker thread while the state lock is held: packing only reads
+    the objects, and nothing folds into them until the lock is released.
+    """
+    out: list[PackedChanges] = []
+    for part in plan:
+        packed = [
+            (key, value if isinstance(value, bytes) else value.pack()) for key, value in part.items
+        ]
+        changed = {
+            key: data
+            for (key, value), (_, data) in zip(part.items, packed, strict=True)
+            if not isinstance(value, bytes)
+        }
+        out.append(
+            PackedChanges(
+                part.partition, part.stored, changed, checkpoint_group(checkpoint, packed)
+            )
+        )
+    return out
+
+
 class ChangelogStore(Generic[T]):
     """One kind of keyed state for the owned partitions; see the module docstring.
 
@@ -491,32 +534,53 @@ class ChangelogStore(Generic[T]):
 
         The packed values become the stored values now (the live objects stay
         cached). Called under the checkpoint lock, so nothing changes meanwhile.
+        The three steps (:meth:`plan_changes`, :func:`pack_plan`,
+        :meth:`apply_packed`) are apart so that a checkpoint can pack in a
+        worker thread while the event loop answers requests.
         """
-        out: dict[int, list[bytes]] = {}
+        plan = self.plan_changes()
+        return self.apply_packed(pack_plan(self.checkpoint, plan))
+
+    def plan_changes(self) -> list[ChangePlan]:
+        """What the next checkpoint writes, per partition: ``(key, live object or packed bytes)``.
+
+        Starts the checkpoint: the dirty keys are taken (changes from now on go to the next).
+        """
         self.checkpoint += 1
+        plan: list[ChangePlan] = []
         for partition in set(self.dirty) | self.rewrite:
             stored = self.values.get(partition)
             if stored is None:
                 continue
-            keys = stored if partition in self.rewrite else self.dirty.get(partition, ())
-            records = checkpoint_group(self.checkpoint, self._packed(stored, keys))
-            if records:
-                out[partition] = records
+            keys = (
+                list(stored) if partition in self.rewrite else list(self.dirty.get(partition, ()))
+            )
+            items: list[tuple[str, Any]] = []
+            for key in keys:
+                obj = self.live.get(key)
+                # A clean key of a partition being rewritten goes as it is stored.
+                items.append((key, obj if obj is not None else stored[key]))
+            plan.append(ChangePlan(partition, stored, items))
         self.rewrite = set()
         self.dirty = {}
+        return plan
+
+    def apply_packed(self, packed: list[PackedChanges]) -> dict[int, list[bytes]]:
+        """Make the packed values the stored ones; the records to send, per partition."""
+        out: dict[int, list[bytes]] = {}
+        for changes in packed:
+            stored = self.values.get(changes.partition)
+            if stored is not changes.stored:
+                # Reinstalled meanwhile (rebuilt): its new values supersede these.
+                continue
+            if isinstance(stored, RocksValues):
+                stored.update_many(changes.values.items())
+            else:
+                stored.update(changes.values)
+            if changes.records:
+                out[changes.partition] = changes.records
         self.trim()
         return out
-
-    def _packed(self, stored: dict[str, bytes], keys: Iterable[str]) -> Iterator[tuple[str, bytes]]:
-        """``(key, packed value)`` of ``keys``, live objects packed into ``stored`` first."""
-        for key in keys:
-            obj = self.live.get(key)
-            if obj is not None:
-                packed = obj.pack()  # type: ignore[attr-defined]
-                stored[key] = packed
-            else:  # a clean key of a partition being rewritten
-                packed = stored[key]
-            yield key, packed
 
     def sent(self, partition: int, last_offset: int) -> None:
         """The broker acknowledged our records up to ``last_offset`` on ``partition``."""
