@@ -126,7 +126,9 @@ class _Recorder:
     def __init__(self) -> None:
         self.messages: list[Message] = []
 
-    def produce(self, topic: str, value: bytes, key: bytes, partition: int, on_delivery) -> None:
+    def produce(
+        self, topic: str, value: bytes, key: bytes, partition: int, on_delivery, headers=None
+    ) -> None:
         self.messages.append((partition, key, value))
 
     def poll(self, timeout: float = 0) -> int:
