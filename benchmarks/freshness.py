@@ -208,6 +208,21 @@ class Probe:
     seen: dict[str, float] = field(default_factory=dict)  # stage -> seconds after sending
 
 
+def probe_event(tag: str, n: int, items: int) -> dict[str, Any]:
+    """Probe ``n``: a never-seen user ``probe-<tag>-<n>`` clicks one of ``items`` items, now.
+
+    >>> {k: v for k, v in probe_event("t", 2, 100).items() if k != "ts"}
+    {'user_id': 'probe-t-2', 'item_id': 'i38', 'type': 'click', 'event_id': 'probe-t-2'}
+    """
+    return {
+        "user_id": f"probe-{tag}-{n}",
+        "item_id": f"i{(n * 7919) % items}",
+        "type": "click",
+        "ts": round(time.time(), 3),
+        "event_id": f"probe-{tag}-{n}",
+    }
+
+
 def backoff(poll: float, elapsed: float) -> float:
     """The next poll's delay: ``poll``, or 2% of the time waited when that is longer.
 
@@ -277,14 +292,8 @@ async def run_probes(args: argparse.Namespace, settings: Any, url: str, tag: str
         started = time.monotonic()
         n = 0
         while time.monotonic() - started < args.duration:
-            user = f"probe-{tag}-{n}"
-            event = {
-                "user_id": user,
-                "item_id": f"i{(n * 7919) % args.items}",
-                "type": "click",
-                "ts": round(time.time(), 3),
-                "event_id": f"probe-{tag}-{n}",
-            }
+            event = probe_event(tag, n, args.items)
+            user = event["user_id"]
             value = encode_events([event])
             partition = partition_for(user, settings.partitions)
             probe = Probe(user, time.monotonic(), time.time())

@@ -52,8 +52,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from freshness import Traffic, backoff, percentiles
-from harness import read_metrics, start_worker, stop_worker, wait_for, worker_overrides
+from freshness import Traffic, backoff, percentiles, probe_event
+from harness import (
+    parse_overrides,
+    read_metrics,
+    start_worker,
+    stop_worker,
+    wait_for,
+    worker_overrides,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -148,14 +155,8 @@ async def run_probes(args: argparse.Namespace, settings: Any, url: str) -> list[
         started = time.monotonic()
         n = 0
         while time.monotonic() - started < args.duration:
-            user = f"probe-{settings.topic_prefix}-{n}"
-            event = {
-                "user_id": user,
-                "item_id": f"i{(n * 7919) % args.items}",
-                "type": "click",
-                "ts": round(time.time(), 3),
-                "event_id": f"probe-{settings.topic_prefix}-{n}",
-            }
+            event = probe_event(settings.topic_prefix, n, args.items)
+            user = event["user_id"]
             probe = Probe(user, time.monotonic())
             producer.produce(
                 topic,
@@ -311,9 +312,7 @@ def main(argv: list[str] | None = None) -> None:
     work = Path(tempfile.mkdtemp(prefix="tastestream-rebalance-"))
     stack = start_stack(args.kafka_url, args.redis_url, work / "stack")
     overrides, settings = worker_overrides(stack, work, "rebal")
-    for item in args.set:
-        key, _, value = item.partition("=")
-        overrides[key.strip()] = value.strip()
+    overrides.update(parse_overrides(args.set))
     a = Worker("A", dict(overrides, data_dir=str(work / "data-a")))
     b = Worker("B", dict(overrides, data_dir=str(work / "data-b"), web_port=str(free_port())))
     traffic = sampler = None

@@ -46,7 +46,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from harness import get_json, read_metrics, start_worker, stop_worker, wait_for, worker_overrides
+from freshness import probe_event
+from harness import (
+    get_json,
+    parse_overrides,
+    read_metrics,
+    start_worker,
+    stop_worker,
+    wait_for,
+    worker_overrides,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -83,16 +92,6 @@ def produce(settings: Any, events: Any, batch_size: int) -> tuple[int, float]:
     if producer.summary.rejected:
         raise RuntimeError(f"events rejected: {dict(producer.summary.rejected)}")
     return sent, time.monotonic() - started
-
-
-def probe_event(tag: str) -> dict[str, Any]:
-    return {
-        "user_id": f"probe-{tag}",
-        "item_id": "i1",
-        "type": "click",
-        "ts": time.time(),
-        "event_id": f"probe-{tag}",
-    }
 
 
 def restart(overrides: dict[str, str], log: Path, probe: str, timeout: float) -> dict[str, Any]:
@@ -147,9 +146,7 @@ def run_store(args: argparse.Namespace, stack: Any, work: Path, store: str) -> d
         snapshot_seconds=str(args.snapshot_seconds),
         data_dir=str(work / f"data-{store}"),
     )
-    for item in args.set:
-        key, _, value = item.partition("=")
-        overrides[key.strip()] = value.strip()
+    overrides.update(parse_overrides(args.set))
     log = work / f"worker-{store}.log"
     state_root = Path(overrides["data_dir"]) / "state" / overrides["topic_prefix"]
     out: dict[str, Any] = {"store": store}
@@ -187,7 +184,7 @@ def run_store(args: argparse.Namespace, stack: Any, work: Path, store: str) -> d
         for mode in ("with snapshot", "without snapshot"):
             if mode == "without snapshot":
                 out["removed"] = remove_local_state(state_root, store)
-            probe = probe_event(f"{store}-{len(restarts)}")
+            probe = probe_event(store, len(restarts), args.items)
             sender = EventProducer(settings, batch_size=1)
             sender.send(probe)
             sender.flush()
