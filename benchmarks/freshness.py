@@ -14,7 +14,7 @@ real ``python -m agents.cli worker`` process, then, for ``--duration`` seconds:
   starts just before ``produce()``. The probe is *visible*:
 
   ``history``  when ``GET /users/{u}/history`` answers 200 (ingest done);
-  ``state``    when ``GET /users/{u}/state`` answers 200 (trajectory agent done);
+  ``state``    when ``GET /users/{u}/state`` answers 200 (the user fold done);
   ``http``     when ``GET /users/{u}/recommendations`` ran the ``cooccurrence``
                source, which needs the user's trajectory (a user never seen
                gets popularity only);
@@ -41,6 +41,7 @@ Run::
 
     python benchmarks/freshness.py                      # ~1.5 minutes
     python benchmarks/freshness.py --rate 1000 --duration 60 --poll-ms 5
+    python benchmarks/freshness.py --rate 10000 --batch-size 100
 
 Examples
 --------
@@ -134,12 +135,25 @@ class CpuMeter:
 class Traffic(threading.Thread):
     """Simulated events at a steady rate, in per-partition msgpack batches, from a thread."""
 
-    def __init__(self, settings: Any, rate: float, users: int, items: int, seed: int) -> None:
+    def __init__(
+        self,
+        settings: Any,
+        rate: float,
+        users: int,
+        items: int,
+        seed: int,
+        batch_size: int = 0,
+        keep: bool = False,
+    ) -> None:
         super().__init__(name="traffic", daemon=True)
         self.settings, self.rate = settings, rate
         self.users, self.items, self.seed = users, items, seed
+        self.batch_size = batch_size
+        #: Every event sent, in order, when ``keep`` (to fold the same events elsewhere).
+        self.kept: list[dict[str, Any]] | None = [] if keep else None
         self.stop_event = threading.Event()
         self.sent = 0
+        self.rejected = 0
         self.window: tuple[float, int] | None = None  # (monotonic, sent) at mark()
         self.error: BaseException | None = None
 
@@ -165,18 +179,22 @@ class Traffic(threading.Thread):
         )
         events = sim.live_events(time.time)
         tick = 0.02
-        # batches fill about once a tick per partition: ~tick of batching delay
-        per_batch = max(1, int(self.rate * tick / self.settings.partitions))
+        # by default batches fill about once a tick per partition: ~tick of batching delay
+        per_batch = self.batch_size or max(1, int(self.rate * tick / self.settings.partitions))
         producer = EventProducer(self.settings, batch_size=per_batch)
         started = time.monotonic()
         while not self.stop_event.is_set():
             due = int((time.monotonic() - started) * self.rate)
             if due > self.sent:
-                producer.send_many(next(events) for _ in range(due - self.sent))
+                batch = [next(events) for _ in range(due - self.sent)]
+                producer.send_many(batch)
+                if self.kept is not None:
+                    self.kept.extend(batch)
                 self.sent = due
             producer.producer.poll(0)
             self.stop_event.wait(tick)
         producer.flush()
+        self.rejected = sum(producer.summary.rejected.values())
 
 
 # -- probes -----------------------------------------------------------------------
@@ -188,6 +206,21 @@ class Probe:
     sent_mono: float
     sent_wall: float
     seen: dict[str, float] = field(default_factory=dict)  # stage -> seconds after sending
+
+
+def probe_event(tag: str, n: int, items: int) -> dict[str, Any]:
+    """Probe ``n``: a never-seen user ``probe-<tag>-<n>`` clicks one of ``items`` items, now.
+
+    >>> {k: v for k, v in probe_event("t", 2, 100).items() if k != "ts"}
+    {'user_id': 'probe-t-2', 'item_id': 'i38', 'type': 'click', 'event_id': 'probe-t-2'}
+    """
+    return {
+        "user_id": f"probe-{tag}-{n}",
+        "item_id": f"i{(n * 7919) % items}",
+        "type": "click",
+        "ts": round(time.time(), 3),
+        "event_id": f"probe-{tag}-{n}",
+    }
 
 
 def backoff(poll: float, elapsed: float) -> float:
@@ -259,14 +292,8 @@ async def run_probes(args: argparse.Namespace, settings: Any, url: str, tag: str
         started = time.monotonic()
         n = 0
         while time.monotonic() - started < args.duration:
-            user = f"probe-{tag}-{n}"
-            event = {
-                "user_id": user,
-                "item_id": f"i{(n * 7919) % args.items}",
-                "type": "click",
-                "ts": round(time.time(), 3),
-                "event_id": f"probe-{tag}-{n}",
-            }
+            event = probe_event(tag, n, args.items)
+            user = event["user_id"]
             value = encode_events([event])
             partition = partition_for(user, settings.partitions)
             probe = Probe(user, time.monotonic(), time.time())
@@ -309,7 +336,7 @@ def report(
     ]
     names = {
         "history": "`/history` (ingest)",
-        "state": "`/state` (trajectory agent)",
+        "state": "`/state` (the user fold)",
         "http": "HTTP recommendations",
         "redis": "Redis `recs:home`",
     }
@@ -325,6 +352,7 @@ def report(
         "",
         f"- background events sent: {sent_rate:,.0f}/s; accepted by the worker: "
         f"{accepted_rate:,.0f}/s; consumer lag at the end: {lag:,.0f} messages",
+        f"- background batch messages: {args.batch_size or 'what fills in 20 ms'} events",
         f"- probes: one every {args.probe_every * 1000:.0f} ms for {args.duration:.0f} s; "
         f"poll interval {args.poll_ms:g} ms",
         f"- CPU over the probe window (100% = one core): {cpu_text}",
@@ -336,6 +364,12 @@ def report(
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rate", type=float, default=1000.0, help="background events/s")
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=0,
+        help="events per background batch message (default: what fills in 20 ms)",
+    )
     parser.add_argument("--duration", type=float, default=60.0, help="seconds of probing")
     parser.add_argument("--warmup", type=float, default=10.0, help="traffic before probing (s)")
     parser.add_argument("--probe-every", type=float, default=0.1, help="seconds between probes")
@@ -365,7 +399,7 @@ def main(argv: list[str] | None = None) -> None:
         for service in stack.services:
             if service.proc is not None:
                 pids[service.name] = service.proc.pid
-        traffic = Traffic(settings, args.rate, args.users, args.items, args.seed)
+        traffic = Traffic(settings, args.rate, args.users, args.items, args.seed, args.batch_size)
         traffic.start()
         time.sleep(args.warmup)
         if traffic.error:

@@ -48,6 +48,21 @@ def worker_env(overrides: dict[str, str]) -> dict[str, str]:
     return env
 
 
+def parse_overrides(pairs: list[str]) -> dict[str, str]:
+    """``KEY=VALUE`` settings overrides (as the worker's ``TASTESTREAM_<KEY>`` would read).
+
+    >>> parse_overrides(["State_Store = rocksdb"])
+    {'state_store': 'rocksdb'}
+    """
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise SystemExit(f"--set wants KEY=VALUE, got {pair!r}")
+        out[key.strip().lower()] = value.strip()
+    return out
+
+
 def get_json(url: str, timeout: float = 5.0) -> tuple[int, Any]:
     try:
         with urllib.request.urlopen(url, timeout=timeout) as resp:

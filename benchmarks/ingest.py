@@ -67,7 +67,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness import profile_samples
+from harness import parse_overrides, profile_samples
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -126,7 +126,9 @@ class _Recorder:
     def __init__(self) -> None:
         self.messages: list[Message] = []
 
-    def produce(self, topic: str, value: bytes, key: bytes, partition: int, on_delivery) -> None:
+    def produce(
+        self, topic: str, value: bytes, key: bytes, partition: int, on_delivery, headers=None
+    ) -> None:
         self.messages.append((partition, key, value))
 
     def poll(self, timeout: float = 0) -> int:
@@ -358,17 +360,6 @@ def worker_env(settings: Any) -> dict[str, str]:
     env["TASTESTREAM_LOG_LEVEL"] = "warning"
     env["PYTHONPATH"] = str(REPO)
     return env
-
-
-def parse_overrides(pairs: list[str]) -> dict[str, str]:
-    """``KEY=VALUE`` settings overrides (as the worker's ``TASTESTREAM_<KEY>`` would read)."""
-    out = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep:
-            raise SystemExit(f"--set wants KEY=VALUE, got {pair!r}")
-        out[key.strip().lower()] = value.strip()
-    return out
 
 
 def read_metrics(url: str) -> dict[str, float] | None:

@@ -178,13 +178,15 @@ def feed_state(settings: Any, args: argparse.Namespace, url: str) -> None:
         180,
         f"{sent:,} events accepted",
     )
-    # the state agents and the Redis refresh trail ingest: wait until refreshes stop
+    # the list refresh trails the fold: wait until its backlog is empty and it stops
     last = -1.0
     quiet = 0
     while quiet < 3:
         time.sleep(1.0)
-        now = read_metrics(url).get("tastestream_redis_refreshes_total", -1)
-        quiet = quiet + 1 if now == last else 0
+        metrics = read_metrics(url)
+        now = metrics.get("tastestream_recs_refreshed_total", -1)
+        idle = now >= 0 and metrics.get("tastestream_recs_refresh_backlog", 1) == 0
+        quiet = quiet + 1 if idle and now == last else 0
         last = now
     users_with_state = sum(
         get_json(f"{url}/users/u{n}/state")[0] == 200 for n in range(0, args.users, 50)
@@ -213,6 +215,7 @@ class RunResult:
     errors: Counter
     wall: float
     cpu_worker: float  # % of one core over the run
+    cached: float = float("nan")  # share of requests answered from a precomputed list
 
     def row(self) -> str:
         lat = np.array(self.latencies_ms) if self.latencies_ms else np.array([np.nan])
@@ -223,7 +226,7 @@ class RunResult:
         return (
             f"| {self.label} | {rate} | {self.sent:,} | {answered:,.0f} | "
             f"{np.percentile(lat, 50):.1f} | {np.percentile(lat, 99):.1f} | {lat.max():.1f} | "
-            f"{errors} ({detail}) | {self.cpu_worker:.0f}% |"
+            f"{errors} ({detail}) | {self.cpu_worker:.0f}% | {self.cached:.0%} |"
         )
 
 
@@ -302,21 +305,29 @@ def cpu_seconds(pid: int) -> float:
     return times.user + times.system
 
 
+def cache_hits(url: str) -> float:
+    """Requests the worker answered from a precomputed list so far."""
+    return read_metrics(url).get("tastestream_recs_cache_hits_total", 0.0)
+
+
 def measure(
     label: str, args: argparse.Namespace, url: str, pid: int, profile: Path | None = None
 ) -> list[RunResult]:
     users = [f"u{n}" for n in range(args.users)]
     results = []
+    hits0 = cache_hits(url)
     cpu0, t0 = cpu_seconds(pid), time.monotonic()
     lat, errors = asyncio.run(closed_loop(url, users, args.closed_loop, args.seed))
     wall = time.monotonic() - t0
     cpu = 100 * (cpu_seconds(pid) - cpu0) / wall
-    results.append(RunResult(label, 0, args.closed_loop, lat, errors, wall, cpu))
+    cached = (cache_hits(url) - hits0) / args.closed_loop
+    results.append(RunResult(label, 0, args.closed_loop, lat, errors, wall, cpu, cached))
     for rate in args.rates:
         time.sleep(args.pause)
         profiler = None
         if profile is not None and rate == max(args.rates):
             profiler = start_profiler(pid, profile)
+        hits0 = cache_hits(url)
         cpu0, t0 = cpu_seconds(pid), time.monotonic()
         try:
             lat, errors, sent, wall = asyncio.run(
@@ -326,7 +337,8 @@ def measure(
             if profiler is not None:
                 stop_profiler(profiler)
         cpu = 100 * (cpu_seconds(pid) - cpu0) / (time.monotonic() - t0)
-        results.append(RunResult(label, rate, sent, lat, errors, wall, cpu))
+        cached = (cache_hits(url) - hits0) / max(1, sent)
+        results.append(RunResult(label, rate, sent, lat, errors, wall, cpu, cached))
         print(results[-1].row(), flush=True)
     return results
 
@@ -423,7 +435,8 @@ def main(argv: list[str] | None = None) -> None:
         print()
         header = (
             "| model | rate (req/s) | requests | answered/s | p50 ms | p99 ms | max ms"
-            " | errors | worker CPU |\n|---|---:|---:|---:|---:|---:|---:|---|---:|"
+            " | errors | worker CPU | from a stored list |\n"
+            "|---|---:|---:|---:|---:|---:|---:|---|---:|---:|"
         )
         print(header)
         results += measure("none (co-occurrence + popularity)", args, url, proc.pid)
