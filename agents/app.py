@@ -39,10 +39,28 @@ class CheckpointedConsumer(faust_aiokafka.Consumer):
 
     async def commit(self, topics: Any = None, start_new_transaction: bool = True) -> bool:
         services: Services | None = getattr(self.app, "services", None)
-        parent = super().commit
         if services is None:  # pragma: no cover - only before create_app finished
-            return await parent(topics, start_new_transaction)
-        return await services.state.checkpoint(lambda: parent(topics, start_new_transaction))
+            return await super().commit(topics, start_new_transaction)
+        if self.app.client_only:
+            return False
+
+        def capture() -> dict[TP, int]:
+            # Under the state's lock: the offsets of what the checkpoint's states cover.
+            pending = list(self._filter_tps_with_pending_acks(topics))
+            return self._filter_committable_offsets(pending)
+
+        async def commit_offsets(offsets: dict[TP, int]) -> bool:
+            # Faust's commit (``_commit_tps``) for exactly the captured offsets, after the
+            # checkpoint made their effects and states durable.
+            if not offsets:
+                return False
+            await self._handle_attached(offsets)
+            return await self._commit_offsets(offsets, start_new_transaction=start_new_transaction)
+
+        return await services.state.checkpoint(commit_offsets, capture)
+
+    def _new_consumer_thread(self) -> FetchWaitConsumerThread:
+        return FetchWaitConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
     async def highwaters(self, *partitions: TP) -> Mapping[TP, int]:
         bootstrap = ",".join(
@@ -52,6 +70,17 @@ class CheckpointedConsumer(faust_aiokafka.Consumer):
             true_end_offsets, bootstrap, [(tp.topic, tp.partition) for tp in partitions]
         )
         return {tp: ends[(tp.topic, tp.partition)] for tp in partitions}
+
+
+class FetchWaitConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+    """Faust's consumer thread with the fetch wait from our settings (Faust fixes 1.5 s)."""
+
+    def _create_worker_consumer(self, transport: Any) -> Any:
+        consumer = super()._create_worker_consumer(transport)
+        settings: Settings = self.app.settings
+        # aiokafka hands this to its fetcher when the consumer starts.
+        consumer._fetch_max_wait_ms = max(1, int(settings.fetch_max_wait_seconds * 1000))
+        return consumer
 
 
 class CheckpointedTransport(faust_aiokafka.Transport):

@@ -50,6 +50,10 @@ class Settings:
     ingest_batch_size: int = 1000
     ingest_batch_seconds: float = 0.05
     producer_linger_seconds: float = 0.02
+    #: Longest a fetch waits for data. The embedded broker (Tansu) answers a fetch only
+    #: when this runs out, so it is the floor of freshness there (Faust sets 1.5 s;
+    #: at 0.1 s /state p50 fell from 0.54 s to 0.11 s). Kafka answers as data arrives.
+    fetch_max_wait_seconds: float = 0.1
     session_timeout_seconds: float = 10.0
     worker_id: str = ""
     # -- streaming state --
@@ -195,6 +199,8 @@ class Settings:
     def check(self) -> None:
         if self.partitions < 1:
             raise SettingsError("partitions must be at least 1")
+        if not 0 < self.fetch_max_wait_seconds <= 30:
+            raise SettingsError("fetch_max_wait_seconds must be above 0 and at most 30")
         protocols = ("", "PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
         if self.kafka_security_protocol.upper() not in protocols:
             raise SettingsError(

@@ -32,6 +32,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,7 @@ from agents.offsets import read_partition, true_end_offsets
 from agents.settings import Settings
 from agents.store import (
     ChangelogStore,
+    PackedChanges,
     Recovered,
     incarnation_record,
     pack_plan,
@@ -129,6 +131,14 @@ def partition_values(
     return out
 
 
+@dataclass
+class Flight:
+    """A checkpoint taken under the lock, to be delivered after it."""
+
+    pending: list[tuple[Any, ...]]
+    changes: list[tuple[ChangelogStore, list[PackedChanges]]]
+
+
 class StateService:
     """Stores, the checkpoint protocol, recovery and views; see the module docstring.
 
@@ -162,6 +172,8 @@ class StateService:
             topics.cooccurrence_pairs.name: self.tokens,
         }
         self.lock = asyncio.Lock()
+        #: One checkpoint at a time (records and commits in order); taken before ``lock``.
+        self._checkpointing = asyncio.Lock()
         #: Sends whose delivery a checkpoint must see before it commits:
         #: (delivery future, topic, key, value, partition).
         self.pending: list[tuple[Any, ...]] = []
@@ -307,23 +319,40 @@ class StateService:
                 return
 
     # -- checkpoints ---------------------------------------------------------------
-    async def checkpoint(self, commit: Callable[[], Awaitable[bool]] | None = None) -> bool:
-        """Make every effect so far durable, then run ``commit`` (the offset commit)."""
-        async with self.lock:
+    async def checkpoint(
+        self,
+        commit: Callable[[Any], Awaitable[bool]] | None = None,
+        capture: Callable[[], Any] | None = None,
+    ) -> bool:
+        """Make every effect so far durable, then run ``commit`` (the offset commit).
+
+        Under the lock (the folds wait) only what is quick: the pending effects
+        and the changed states are taken and packed, and ``capture()`` names
+        the offsets they cover. The waiting (deliveries, changelog, the offset
+        commit of exactly those offsets: ``commit(captured)``) happens after
+        the lock is released, so the folds go on meanwhile; checkpoints run one
+        at a time, so their records and commits stay in order.
+        """
+        async with self._checkpointing:
             started = time.monotonic()
-            await self._flush()
-            committed = await commit() if commit is not None else False
+            async with self.lock:
+                flight = await self._prepare()
+                captured = capture() if capture is not None else None
+            await self._complete(flight)
+            committed = await commit(captured) if commit is not None else False
             self.checkpoints += 1
             self.last_checkpoint_seconds = time.monotonic() - started
             self.metrics.observe("tastestream_checkpoint_seconds", self.last_checkpoint_seconds)
         return committed
 
     async def _flush(self) -> None:
+        """A whole checkpoint's writes at once (the caller holds the lock)."""
+        await self._complete(await self._prepare())
+
+    async def _prepare(self) -> Flight:
+        """Take the pending effects and pack the changed states (under the lock)."""
         pending, self.pending = self.pending, []
-        if pending:
-            # Pair records, forwards and dead letters first: a state that says
-            # "applied" must never outlive the effects it stands for.
-            await self._deliver(pending)
+        changes: list[tuple[ChangelogStore, list[PackedChanges]]] = []
         for store in self.stores.values():
             plan = store.plan_changes()
             if sum(len(part.items) for part in plan) >= PACK_IN_THREAD_KEYS:
@@ -332,6 +361,19 @@ class StateService:
                 packed = await asyncio.to_thread(pack_plan, store.checkpoint, plan)
             else:
                 packed = pack_plan(store.checkpoint, plan)
+            changes.append((store, packed))
+        return Flight(pending, changes)
+
+    async def _complete(self, flight: Flight) -> None:
+        """Deliver a prepared checkpoint: its effects first, then its changelog records."""
+        if flight.pending:
+            # Pair records, forwards and dead letters first: a state that says
+            # "applied" must never outlive the effects it stands for.
+            await self._deliver(flight.pending)
+        for store, packed in flight.changes:
+            # The packed values become the stored ones only now, after the effects: a
+            # RocksDB store is its own snapshot, and must not hold a state whose effects
+            # a crash could still lose.
             changes = store.apply_packed(packed)
             sends: list[tuple[Any, ...]] = []
             for partition, records in changes.items():
@@ -385,7 +427,7 @@ class StateService:
     async def on_revoked(self) -> None:
         """Flush what was folded (the next owner restores it); nothing is owned until assigned."""
         self.settled.clear()
-        async with self.lock:
+        async with self._checkpointing, self.lock:
             try:
                 await self._flush()
             except Exception as exc:

@@ -378,6 +378,8 @@ class ChangelogStore(Generic[T]):
         self.values: dict[int, MutableMapping[str, bytes]] = {}
         self.live: OrderedDict[str, T] = OrderedDict()
         self.dirty: dict[int, set[str]] = {}
+        #: Keys packed by a checkpoint whose values are not stored yet (see plan_changes).
+        self.in_flight: set[str] = set()
         #: Partition -> set once its state is recovered (agents wait on it).
         self.ready: dict[int, asyncio.Event] = {}
         #: Partition -> the changelog offset our next record gets, as far as we know.
@@ -492,8 +494,8 @@ class ChangelogStore(Generic[T]):
         if len(live) > 2 * self.live_capacity:
             # Trim only when there are clean objects to drop: with more keys dirty in one
             # checkpoint than the cache holds, a trim per new key would scan them all.
-            dirty = sum(len(keys) for keys in self.dirty.values())
-            if len(live) - dirty > self.live_capacity:
+            kept = sum(len(keys) for keys in self.dirty.values()) + len(self.in_flight)
+            if len(live) - kept > self.live_capacity:
                 self.trim(keep=key)
 
     def trim(self, keep: str | None = None) -> None:
@@ -502,8 +504,9 @@ class ChangelogStore(Generic[T]):
         excess = len(live) - self.live_capacity
         if excess <= 0:
             return
-        dirty = set().union(*self.dirty.values()) if self.dirty else set()
-        for key in [k for k in live if k not in dirty and k != keep][:excess]:
+        kept = set().union(*self.dirty.values()) if self.dirty else set()
+        kept |= self.in_flight
+        for key in [k for k in live if k not in kept and k != keep][:excess]:
             del live[key]
 
     def __contains__(self, key_partition: tuple[str, int]) -> bool:
@@ -563,6 +566,11 @@ class ChangelogStore(Generic[T]):
             plan.append(ChangePlan(partition, stored, items))
         self.rewrite = set()
         self.dirty = {}
+        # Until apply_packed stores their packed values, these live objects are the only
+        # current copies: a trim must keep them.
+        self.in_flight = {
+            key for part in plan for key, value in part.items if not isinstance(value, bytes)
+        }
         return plan
 
     def apply_packed(self, packed: list[PackedChanges]) -> dict[int, list[bytes]]:
@@ -579,6 +587,7 @@ class ChangelogStore(Generic[T]):
                 stored.update(changes.values)
             if changes.records:
                 out[changes.partition] = changes.records
+        self.in_flight = set()
         self.trim()
         return out
 
