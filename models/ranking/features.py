@@ -1,0 +1,265 @@
+"""The second pass's features: one row per merged candidate, computed in one call.
+
+:func:`candidate_features` is the only place features are made: the worker
+(per request), the offline bootstrap and the evaluation all call it on the
+request's :class:`~models.surfaces.SurfaceContext` and the first pass's merged
+candidates, so a logged feature row is exactly what a served list was ranked
+by. Columns (:data:`FEATURE_NAMES`):
+
+* per source of :data:`~models.surfaces.SOURCES`: its normalised score for the
+  item (``src_<name>``, 0 when the source did not propose it);
+* the first pass's own score and ``log1p`` of its rank (the list position the
+  first pass gave the item);
+* ``cooc_share``: P(q|p) of the best co-occurrence seed;
+* ``emb_<type>``: cosine between the candidate's ``<type>`` token and the mean
+  of the user's recent ``<type>`` seeds (per token type of the model);
+* ``bpr``: the factorisation's score (``bpr_known`` says whether it has one);
+* ``log_pop``: the item's decayed popularity;
+* the user's activity (``log_user_events``, ``log_user_idle_h``) and engagement
+  with the item's category (share of recent events) and seller (decayed weight);
+* the user's own history with the item (events by kind, hours since the last);
+* ``log_price`` (``price_known``).
+
+Examples
+--------
+>>> from models.candidates.types import Candidate
+>>> from models.surfaces import SurfaceContext
+>>> ctx = SurfaceContext("u", now=0.0)
+>>> x = candidate_features([Candidate("a", 1.0, "popularity", "")], ctx)
+>>> x.shape == (1, len(FEATURE_NAMES)), float(x[0, FEATURE_NAMES.index("src_popularity")])
+(True, 1.0)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from models.candidates.types import Candidate
+
+#: Candidate sources with a column each (the names of :data:`models.surfaces.SOURCES`).
+FEATURE_SOURCES: tuple[str, ...] = (
+    "etsy_user",
+    "tk_voting",
+    "trajectory_line",
+    "thompson",
+    "user_vector",
+    "cooccurrence",
+    "recently_viewed",
+    "item_embedding",
+    "item_cooccurrence",
+    "cart_embedding",
+    "cart_cooccurrence",
+    "popularity",
+    "category_trending",
+)
+#: Token types with an embedding-similarity column.
+EMBEDDING_TYPES: tuple[str, ...] = ("view", "click", "cart", "purchase")
+#: The user's own events with the item, by kind (views and clicks; carts and favourites; buys).
+HISTORY_KINDS: dict[str, str] = {
+    "view": "seen",
+    "click": "seen",
+    "favorite": "wanted",
+    "cart": "wanted",
+    "purchase": "bought",
+}
+
+FEATURE_NAMES: tuple[str, ...] = (
+    *(f"src_{s}" for s in FEATURE_SOURCES),
+    "first_pass_score",
+    "log_first_pass_rank",
+    "n_sources",
+    "cooc_share",
+    *(f"emb_{t}" for t in EMBEDDING_TYPES),
+    "bpr",
+    "bpr_known",
+    "log_pop",
+    "log_user_events",
+    "log_user_idle_h",
+    "user_category_share",
+    "log_user_seller",
+    "log_item_seen",
+    "log_item_wanted",
+    "log_item_bought",
+    "log_item_idle_h",
+    "log_price",
+    "price_known",
+)
+_COLUMN = {name: i for i, name in enumerate(FEATURE_NAMES)}
+_SOURCE_COLUMN = {s: _COLUMN[f"src_{s}"] for s in FEATURE_SOURCES}
+#: Hours used for "never" in the idle-time columns (about a year).
+NEVER_HOURS = 8760.0
+#: User events read for the history columns.
+HISTORY_EVENTS = 200
+
+
+def candidate_features(candidates: Sequence[Candidate], ctx: Any) -> np.ndarray:
+    """The feature matrix of a request's merged candidates, in their order.
+
+    Parameters
+    ----------
+    candidates
+        The first pass's merged candidates (:func:`~models.candidates.merge.merge`),
+        in first-pass order.
+    ctx
+        The request's :class:`~models.surfaces.SurfaceContext` (anything may be missing).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``float32``, shape ``(len(candidates), len(FEATURE_NAMES))``, finite.
+    """
+    n = len(candidates)
+    x = np.zeros((n, len(FEATURE_NAMES)), dtype=np.float32)
+    if n == 0:
+        return x
+    items = [c.item_id for c in candidates]
+    _first_pass(candidates, x)
+    _embedding(items, ctx, x)
+    _factorisation(items, ctx, x)
+    _popularity(items, ctx, x)
+    _user(items, ctx, x)
+    _price(items, ctx, x)
+    np.nan_to_num(x, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+    return x
+
+
+def _first_pass(candidates: Sequence[Candidate], x: np.ndarray) -> None:
+    cooc = _COLUMN["cooc_share"]
+    for row, c in enumerate(candidates):
+        evidence = c.evidence
+        normalised = evidence.get("normalised")
+        parts = c.contributions or (c,)
+        for part in parts:
+            column = _SOURCE_COLUMN.get(part.source)
+            if column is not None:
+                value = normalised.get(part.source, 1.0) if normalised else 1.0
+                x[row, column] = max(x[row, column], value)
+            share = part.evidence.get("share")
+            if share is not None and part.source in ("cooccurrence", "item_cooccurrence"):
+                x[row, cooc] = max(x[row, cooc], float(share))
+        x[row, _COLUMN["first_pass_score"]] = c.score
+        x[row, _COLUMN["n_sources"]] = len(parts)
+    x[:, _COLUMN["log_first_pass_rank"]] = np.log1p(np.arange(len(candidates), dtype=np.float32))
+
+
+def _embedding(items: list[str], ctx: Any, x: np.ndarray) -> None:
+    model = getattr(ctx, "model", None)
+    embedding = getattr(model, "embedding", None) if model is not None else None
+    trajectory = getattr(ctx, "trajectory", None)
+    if embedding is None or trajectory is None or not len(embedding):
+        return
+    vectors = embedding.normalized_vectors
+    index_of = embedding.index_of
+    for etype in EMBEDDING_TYPES:
+        seeds = [index_of((item, etype)) for item in trajectory.seeds(etype, 10)]
+        seeds = [row for row in seeds if row is not None]
+        if not seeds:
+            continue
+        profile = vectors[seeds].mean(axis=0)
+        norm = float(np.linalg.norm(profile))
+        if norm <= 0.0:
+            continue
+        rows = [index_of((item, etype)) for item in items]
+        known = np.array([r is not None for r in rows])
+        if not known.any():
+            continue
+        picked = np.array([r for r in rows if r is not None], dtype=np.int64)
+        x[known, _COLUMN[f"emb_{etype}"]] = vectors[picked] @ (profile / norm)
+
+
+def _factorisation(items: list[str], ctx: Any, x: np.ndarray) -> None:
+    model = getattr(ctx, "model", None)
+    mf = getattr(model, "factorization", None) if model is not None else None
+    if mf is None or not hasattr(mf, "score") or mf.user_vector(ctx.user_id) is None:
+        return
+    scores = np.asarray(mf.score(ctx.user_id, items), dtype=np.float32)
+    known = np.isfinite(scores)
+    x[known, _COLUMN["bpr"]] = scores[known]
+    x[known, _COLUMN["bpr_known"]] = 1.0
+
+
+def _popularity(items: list[str], ctx: Any, x: np.ndarray) -> None:
+    popularity = getattr(ctx, "popularity", None)
+    overall = getattr(popularity, "overall", None)
+    if overall is None:
+        return
+    counts = overall.counts
+    factor = overall.decay_factor(ctx.now)
+    x[:, _COLUMN["log_pop"]] = np.log1p(
+        np.array([counts.get(item, 0.0) for item in items], dtype=np.float64) * factor
+    )
+
+
+def _user(items: list[str], ctx: Any, x: np.ndarray) -> None:
+    trajectory = getattr(ctx, "trajectory", None)
+    if trajectory is None:
+        x[:, _COLUMN["log_user_idle_h"]] = math.log1p(NEVER_HOURS)
+        x[:, _COLUMN["log_item_idle_h"]] = math.log1p(NEVER_HOURS)
+        return
+    now = ctx.now
+    recent = trajectory.recent(HISTORY_EVENTS)
+    last_seen = getattr(trajectory, "last_seen", None)
+    x[:, _COLUMN["log_user_events"]] = math.log1p(len(recent))
+    idle = NEVER_HOURS if last_seen is None else max(now - last_seen, 0.0) / 3600.0
+    x[:, _COLUMN["log_user_idle_h"]] = math.log1p(min(idle, NEVER_HOURS))
+    history: dict[str, list[float]] = {}
+    categories: dict[str | None, int] = {}
+    category_of = getattr(ctx, "category_of", None)
+    for item, etype, ts in recent:
+        found = history.get(item)
+        if found is None:
+            found = history[item] = [0.0, 0.0, 0.0, ts]
+            if category_of is not None:
+                category = category_of(item)
+                categories[category] = categories.get(category, 0) + 1
+        found[("seen", "wanted", "bought").index(HISTORY_KINDS.get(etype, "seen"))] += 1.0
+        found[3] = max(found[3], ts)
+    seen, wanted, bought, idle_h = (
+        _COLUMN["log_item_seen"],
+        _COLUMN["log_item_wanted"],
+        _COLUMN["log_item_bought"],
+        _COLUMN["log_item_idle_h"],
+    )
+    never = math.log1p(NEVER_HOURS)
+    for row, item in enumerate(items):
+        found = history.get(item)
+        if found is None:
+            x[row, idle_h] = never
+            continue
+        x[row, seen] = math.log1p(found[0])
+        x[row, wanted] = math.log1p(found[1])
+        x[row, bought] = math.log1p(found[2])
+        x[row, idle_h] = math.log1p(min(max(now - found[3], 0.0) / 3600.0, NEVER_HOURS))
+    if category_of is not None and history:
+        total = float(sum(categories.values()))
+        column = _COLUMN["user_category_share"]
+        for row, item in enumerate(items):
+            category = category_of(item)
+            if category is not None:
+                x[row, column] = categories.get(category, 0) / total
+    seller_of = getattr(ctx, "seller_of", None)
+    if seller_of is not None:
+        sellers = dict(trajectory.top_sellers(50, now))
+        if sellers:
+            column = _COLUMN["log_user_seller"]
+            for row, item in enumerate(items):
+                weight = sellers.get(seller_of(item))
+                if weight:
+                    x[row, column] = math.log1p(weight)
+
+
+def _price(items: list[str], ctx: Any, x: np.ndarray) -> None:
+    price_of = getattr(ctx, "price_of", None)
+    if price_of is None:
+        return
+    column, known = _COLUMN["log_price"], _COLUMN["price_known"]
+    for row, item in enumerate(items):
+        price = price_of(item)
+        if isinstance(price, int | float) and price >= 0:
+            x[row, column] = math.log1p(price)
+            x[row, known] = 1.0
+
