@@ -262,4 +262,3 @@ def _price(items: list[str], ctx: Any, x: np.ndarray) -> None:
         if isinstance(price, int | float) and price >= 0:
             x[row, column] = math.log1p(price)
             x[row, known] = 1.0
-

@@ -245,7 +245,9 @@ class OnlineHeads:
         alpha = dict(zip(weights.heads, weights.alpha.tolist(), strict=True))
         heads = cls(weights.features, weights.heads, alpha, **options)
         n = max(int(examples), 1)
-        var = np.divide(1.0, weights.scale**2, out=np.zeros_like(weights.scale), where=weights.scale > 0)
+        var = np.divide(
+            1.0, weights.scale**2, out=np.zeros_like(weights.scale), where=weights.scale > 0
+        )
         for f, m, v in zip(weights.features, weights.mean.tolist(), var.tolist(), strict=True):
             heads.scaler.counts[f] = n
             heads.scaler.means[f] = m

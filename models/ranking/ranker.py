@@ -82,7 +82,9 @@ class LearnedRanker:
         version: str = "online",
         learner: OnlineHeads | None = None,
     ) -> None:
-        self.learner = learner or OnlineHeads(FEATURE_NAMES, HEADS, {**DEFAULT_ALPHA, **(alpha or {})})
+        self.learner = learner or OnlineHeads(
+            FEATURE_NAMES, HEADS, {**DEFAULT_ALPHA, **(alpha or {})}
+        )
         self.min_examples = min_examples
         self.version = version
         self.weights: HeadWeights = self.learner.export()
