@@ -42,7 +42,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from models.candidates.types import Candidate
 from models.evaluation.served import publish_and_load
 from models.ranking.bootstrap import Examples, bootstrap_examples, train_ranker
-from models.ranking.calibration import calibrate
 from models.ranking.features import FEATURE_NAMES
 from models.ranking.heads import OnlineHeads
 from models.ranking.ranker import LearnedRanker
@@ -92,7 +91,7 @@ def learners(train: Examples, test: Examples) -> dict[str, list[float]]:
     started = time.perf_counter()
     served = OnlineHeads(FEATURE_NAMES, HEADS)
     order = np.random.default_rng(0).permutation(len(train))
-    for epoch in range(2):
+    for _epoch in range(2):
         for s in range(0, len(order), 5000):
             rows = order[s : s + 5000]
             served.learn(train.x[rows], train.y[rows])
@@ -109,7 +108,7 @@ def learners(train: Examples, test: Examples) -> dict[str, list[float]]:
     losses = []
     for j in range(len(HEADS)):
         model = linear_model.LogisticRegression(optimizer=optim.SGD(0.01))
-        for epoch in range(2):
+        for _epoch in range(2):
             for s in range(0, len(order), 256):
                 rows = order[s : s + 256]
                 model.learn_many(
@@ -202,7 +201,8 @@ def main() -> None:
     ranker = train_ranker(train, seed=args.seed)
     p = ranker.weights.probabilities(test.x)
     print(
-        "\n## Calibration: Brier per head on the test lists (ranker downsampled at alpha, corrected)\n"
+        "\n## Calibration: Brier per head on the test lists "
+        "(ranker downsampled at alpha, corrected)\n"
     )
     print("| head | alpha | ranker | oracle | ratio | mean p | observed |")
     print("|---|---|---|---|---|---|---|")
@@ -240,7 +240,8 @@ def main() -> None:
                 )
     base = np.mean([r[0] for r in rows["first pass"]])
     print(
-        "| list | lists | mean length | conversion (P(cart) summed) | vs first pass | CTR | purchases |"
+        "| list | lists | mean length | conversion (P(cart) summed) | vs first pass "
+        "| CTR | purchases |"
     )
     print("|---|---|---|---|---|---|---|")
     for name, values in rows.items():
@@ -250,7 +251,7 @@ def main() -> None:
             f"{a[:, 0].mean() / base:.2f}x | {a[:, 1].mean():.2%} | {a[:, 2].mean():.4f} |"
         )
 
-    print(f"\n## Cost\n")
+    print("\n## Cost\n")
     rank_cost(ranker, test, args.rank_candidates)
     learn_rate(train)
 
@@ -308,7 +309,8 @@ def learn_rate(train: Examples) -> None:
         ranker.learn(train.x[s : s + 1000], train.y[s : s + 1000], train.ids[s : s + 1000])
     seconds = time.perf_counter() - t
     print(
-        f"online learning (validate, downsample, learn, export) at default alpha: {n / seconds:,.0f} examples/s"
+        "online learning (validate, downsample, learn, export) at default alpha: "
+        f"{n / seconds:,.0f} examples/s"
     )
 
 

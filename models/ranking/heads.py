@@ -6,8 +6,9 @@ one :class:`river.preprocessing.StandardScaler` shared by the heads and one
 (``learn_one`` per example, on rows standardised in one vectorised step:
 ``learn_many`` is faster but takes one gradient step per mini-batch and
 ended far from the batch fit's log loss; benchmarks/ranker.py measures both
-against scikit-learn's batch fit on the same examples). Each head learns from every positive and the negatives kept
-at its rate ``alpha`` (see :mod:`~models.ranking.calibration`).
+against scikit-learn's batch fit on the same examples). Each head learns
+from every positive and the negatives kept at its rate ``alpha``
+(see :mod:`~models.ranking.calibration`).
 
 Serving never calls river: :meth:`OnlineHeads.export` copies the state into
 :class:`HeadWeights`, numpy arrays that score a whole candidate list in one
