@@ -49,7 +49,7 @@ def test_weights_validation_names_the_field():
         assert caught.value.field == field
     assert merged_weights({"click": 1.0}, {"purchase": 3.0})["purchase"] == 3.0
     assert parse_request({"user_id": "u", "weights": {"cart": 2}})["weights"] == {"cart": 2.0}
-    with pytest.raises(RequestError, match="weights.like"):
+    with pytest.raises(RequestError, match=r"weights\.like"):
         parse_request({"user_id": "u", "context": {"weights": "like:1"}})
 
 
@@ -129,3 +129,34 @@ def test_ranker_files_round_trip_and_bad_ones_are_refused(tmp_path):
     (tmp_path / "junk.npz").write_bytes(b"not a ranker")
     with pytest.raises(RankerError, match="cannot read"):
         load_ranker(tmp_path / "junk.npz")
+
+
+def test_tune_respects_every_constraint_and_beats_the_baseline_objective():
+    from models.ranking.tune import list_metrics, tune
+    from models.ranking.utility import weight_vector
+
+    rng = np.random.default_rng(3)
+    n_lists, per = 300, 12
+    lists = np.repeat(np.arange(n_lists), per)
+    # Click and purchase disagree: items likely clicked are unlikely bought.
+    click = rng.random(n_lists * per) * 0.5
+    purchase = (0.5 - click) * 0.1
+    p = np.stack([click, click * 0.05, purchase * 2, purchase], axis=1)
+    y = (rng.random(p.shape) < p).astype(np.int8)
+    baseline = {"click": 1.0, "favorite": 0.0, "cart": 0.0, "purchase": 0.0}
+    found = tune(p, y, lists, baseline, factors={"click": 0.8, "favorite": 0.8}, seed=1, trials=25)
+    base = list_metrics(p, y, lists, weight_vector(baseline))
+    assert found.chosen["click"] == 1.0  # the fixed scale
+    assert found.chosen_metrics["purchase"] > base[3]
+    for head, margin in found.margins.items():
+        assert margin >= 0.0
+        assert found.chosen_metrics[head] >= found.factors[head] * base[HEADS.index(head)]
+    for trial in found.trials:  # what the optimiser calls feasible is feasible
+        metrics = list_metrics(p, y, lists, weight_vector(trial["weights"]))
+        ok = all(
+            metrics[HEADS.index(h)] >= c * base[HEADS.index(h)] - 1e-12
+            for h, c in found.factors.items()
+        )
+        assert ok == trial["feasible"]
+    assert any(not t["feasible"] for t in found.trials)  # the constraint did bind
+    assert "constraint margins" in found.report()
