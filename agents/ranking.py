@@ -58,6 +58,26 @@ def surface_weights(settings: Settings) -> dict[str, dict[str, float]]:
     return out
 
 
+def check_alpha(alpha: Mapping[str, Any]) -> dict[str, float]:
+    """``settings.ranker_alpha`` checked: known heads, each a share in (0, 1].
+
+    Raises
+    ------
+    SettingsError
+        Naming the key at fault.
+    """
+    out = {}
+    for head, value in (alpha or {}).items():
+        if head not in HEADS:
+            raise SettingsError(
+                f"ranker_alpha.{head}: unknown engagement type; expected one of {', '.join(HEADS)}"
+            )
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 1:
+            raise SettingsError(f"ranker_alpha.{head}: must be in (0, 1], got {value!r}")
+        out[head] = float(value)
+    return out
+
+
 class RankerService:
     """One worker's ranker: state, files, the per-request second pass, learning."""
 
@@ -67,7 +87,7 @@ class RankerService:
         self.weights = surface_weights(settings)
         self.checkpoint_path = settings.data_path / "ranker" / f"{worker_id}.npz"
         self.ranker = LearnedRanker(
-            alpha=settings.ranker_alpha or None, min_examples=settings.ranker_min_examples
+            alpha=check_alpha(settings.ranker_alpha), min_examples=settings.ranker_min_examples
         )
         #: The last refusal: {"path", "reason", "at"}.
         self.refused: dict[str, Any] | None = None

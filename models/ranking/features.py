@@ -16,7 +16,8 @@ by. Columns (:data:`FEATURE_NAMES`):
 * ``bpr``: the factorisation's score (``bpr_known`` says whether it has one);
 * ``log_pop``: the item's decayed popularity;
 * the user's activity (``log_user_events``, ``log_user_idle_h``) and engagement
-  with the item's category (share of recent events) and seller (decayed weight);
+  with the item's category (share of the recent items, and of the recent
+  events) and seller (decayed weight);
 * the user's own history with the item (events by kind, hours since the last);
 * ``log_price`` (``price_known``).
 
@@ -80,6 +81,7 @@ FEATURE_NAMES: tuple[str, ...] = (
     "log_user_events",
     "log_user_idle_h",
     "user_category_share",
+    "user_category_event_share",
     "log_user_seller",
     "log_item_seen",
     "log_item_wanted",
@@ -90,6 +92,10 @@ FEATURE_NAMES: tuple[str, ...] = (
 )
 _COLUMN = {name: i for i, name in enumerate(FEATURE_NAMES)}
 _SOURCE_COLUMN = {s: _COLUMN[f"src_{s}"] for s in FEATURE_SOURCES}
+_COOCCURRENCE_SOURCES = frozenset({"cooccurrence", "item_cooccurrence"})
+_HISTORY_SLOT = {
+    etype: ("seen", "wanted", "bought").index(kind) for etype, kind in HISTORY_KINDS.items()
+}
 #: Hours used for "never" in the idle-time columns (about a year).
 NEVER_HOURS = 8760.0
 #: User events read for the history columns.
@@ -128,22 +134,31 @@ def candidate_features(candidates: Sequence[Candidate], ctx: Any) -> np.ndarray:
 
 
 def _first_pass(candidates: Sequence[Candidate], x: np.ndarray) -> None:
-    cooc = _COLUMN["cooc_share"]
+    # Plain lists, one column at a time: numpy's per-element writes cost more than the work.
+    n = len(candidates)
+    by_source = {source: [0.0] * n for source in FEATURE_SOURCES}
+    cooc = [0.0] * n
+    counts = [0] * n
     for row, c in enumerate(candidates):
-        evidence = c.evidence
-        normalised = evidence.get("normalised")
+        normalised = c.evidence.get("normalised")
         parts = c.contributions or (c,)
+        counts[row] = len(parts)
         for part in parts:
-            column = _SOURCE_COLUMN.get(part.source)
+            column = by_source.get(part.source)
             if column is not None:
                 value = normalised.get(part.source, 1.0) if normalised else 1.0
-                x[row, column] = max(x[row, column], value)
-            share = part.evidence.get("share")
-            if share is not None and part.source in ("cooccurrence", "item_cooccurrence"):
-                x[row, cooc] = max(x[row, cooc], float(share))
-        x[row, _COLUMN["first_pass_score"]] = c.score
-        x[row, _COLUMN["n_sources"]] = len(parts)
-    x[:, _COLUMN["log_first_pass_rank"]] = np.log1p(np.arange(len(candidates), dtype=np.float32))
+                if value > column[row]:
+                    column[row] = value
+            if part.source in _COOCCURRENCE_SOURCES:
+                share = part.evidence.get("share")
+                if share is not None and share > cooc[row]:
+                    cooc[row] = float(share)
+    for source, column in by_source.items():
+        x[:, _SOURCE_COLUMN[source]] = column
+    x[:, _COLUMN["cooc_share"]] = cooc
+    x[:, _COLUMN["n_sources"]] = counts
+    x[:, _COLUMN["first_pass_score"]] = [c.score for c in candidates]
+    x[:, _COLUMN["log_first_pass_rank"]] = np.log1p(np.arange(n, dtype=np.float32))
 
 
 def _embedding(items: list[str], ctx: Any, x: np.ndarray) -> None:
@@ -207,58 +222,61 @@ def _user(items: list[str], ctx: Any, x: np.ndarray) -> None:
     idle = NEVER_HOURS if last_seen is None else max(now - last_seen, 0.0) / 3600.0
     x[:, _COLUMN["log_user_idle_h"]] = math.log1p(min(idle, NEVER_HOURS))
     history: dict[str, list[float]] = {}
-    categories: dict[str | None, int] = {}
-    category_of = getattr(ctx, "category_of", None)
     for item, etype, ts in recent:
         found = history.get(item)
         if found is None:
             found = history[item] = [0.0, 0.0, 0.0, ts]
-            if category_of is not None:
-                category = category_of(item)
-                categories[category] = categories.get(category, 0) + 1
-        found[("seen", "wanted", "bought").index(HISTORY_KINDS.get(etype, "seen"))] += 1.0
-        found[3] = max(found[3], ts)
-    seen, wanted, bought, idle_h = (
-        _COLUMN["log_item_seen"],
-        _COLUMN["log_item_wanted"],
-        _COLUMN["log_item_bought"],
-        _COLUMN["log_item_idle_h"],
-    )
+        found[_HISTORY_SLOT.get(etype, 0)] += 1.0
+        if ts > found[3]:
+            found[3] = ts
+    n = len(items)
     never = math.log1p(NEVER_HOURS)
+    columns = [[0.0] * n, [0.0] * n, [0.0] * n, [never] * n]
+    log1p = math.log1p
     for row, item in enumerate(items):
         found = history.get(item)
-        if found is None:
-            x[row, idle_h] = never
-            continue
-        x[row, seen] = math.log1p(found[0])
-        x[row, wanted] = math.log1p(found[1])
-        x[row, bought] = math.log1p(found[2])
-        x[row, idle_h] = math.log1p(min(max(now - found[3], 0.0) / 3600.0, NEVER_HOURS))
+        if found is not None:
+            columns[0][row] = log1p(found[0])
+            columns[1][row] = log1p(found[1])
+            columns[2][row] = log1p(found[2])
+            columns[3][row] = log1p(min(max(now - found[3], 0.0) / 3600.0, NEVER_HOURS))
+    for name, column in zip(
+        ("log_item_seen", "log_item_wanted", "log_item_bought", "log_item_idle_h"),
+        columns,
+        strict=True,
+    ):
+        x[:, _COLUMN[name]] = column
+    category_of = getattr(ctx, "category_of", None)
     if category_of is not None and history:
-        total = float(sum(categories.values()))
-        column = _COLUMN["user_category_share"]
-        for row, item in enumerate(items):
+        categories: dict[str | None, int] = {}  # distinct items per category
+        events: dict[str | None, float] = {}  # events per category
+        for item, found in history.items():
             category = category_of(item)
-            if category is not None:
-                x[row, column] = categories.get(category, 0) / total
+            categories[category] = categories.get(category, 0) + 1
+            events[category] = events.get(category, 0.0) + found[0] + found[1] + found[2]
+        of_items = [category_of(item) for item in items]
+        total = float(len(history))
+        x[:, _COLUMN["user_category_share"]] = [categories.get(c, 0) / total for c in of_items]
+        total_events = float(len(recent))
+        x[:, _COLUMN["user_category_event_share"]] = [
+            events.get(c, 0.0) / total_events for c in of_items
+        ]
     seller_of = getattr(ctx, "seller_of", None)
     if seller_of is not None:
         sellers = dict(trajectory.top_sellers(50, now))
         if sellers:
-            column = _COLUMN["log_user_seller"]
-            for row, item in enumerate(items):
-                weight = sellers.get(seller_of(item))
-                if weight:
-                    x[row, column] = math.log1p(weight)
+            x[:, _COLUMN["log_user_seller"]] = np.log1p(
+                [sellers.get(seller_of(item), 0.0) for item in items]
+            )
 
 
 def _price(items: list[str], ctx: Any, x: np.ndarray) -> None:
     price_of = getattr(ctx, "price_of", None)
     if price_of is None:
         return
-    column, known = _COLUMN["log_price"], _COLUMN["price_known"]
-    for row, item in enumerate(items):
-        price = price_of(item)
-        if isinstance(price, int | float) and price >= 0:
-            x[row, column] = math.log1p(price)
-            x[row, known] = 1.0
+    prices = [price_of(item) for item in items]
+    known = [isinstance(p, int | float) and not isinstance(p, bool) and p >= 0 for p in prices]
+    x[:, _COLUMN["log_price"]] = np.log1p(
+        [p if ok else 0.0 for p, ok in zip(prices, known, strict=True)]
+    )
+    x[:, _COLUMN["price_known"]] = known
