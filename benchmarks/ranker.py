@@ -10,7 +10,8 @@
 3. Label every candidate per head by a draw from the simulator's own
    probabilities had the user been shown it at the cut (the **oracle**: click,
    favourite, cart, purchase from the funnel of models/simulator.py).
-4. Train on the first ``--train-share`` of the cuts, test on the rest:
+4. Train on the first ``--train-share`` of the cuts, test on the rest
+   (``tune`` too: weights chosen on the training lists, checked on the test lists):
 
    * learners (log loss per head on the test rows, all negatives kept): the
      served river ``learn_one`` heads, river ``learn_many`` (mini-batches of 256),
@@ -141,6 +142,7 @@ def main() -> None:
     ap.add_argument("--k", type=int, default=20)
     ap.add_argument("--train-share", type=float, default=0.67)
     ap.add_argument("--rank-candidates", type=int, default=500)
+    ap.add_argument("--trials", type=int, default=60)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     print("$ python benchmarks/ranker.py " + shlex.join(sys.argv[1:]))
