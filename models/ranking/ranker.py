@@ -26,7 +26,7 @@ Examples
 >>> ranker = LearnedRanker(min_examples=10)
 >>> one = ranker.for_request({"click": 1.0})
 >>> ranked = one.rank("u", [Candidate("a", 1.0, "popularity", "")], SurfaceContext("u", now=0.0))
->>> one.info["status"], len(ranked[0].evidence["features"]) == len(FEATURE_NAMES)
+>>> one.info["status"], len(unpack_features(ranked[0].evidence["features"])) == len(FEATURE_NAMES)
 ('cold', True)
 """
 
@@ -215,6 +215,32 @@ def load_ranker(path: str | Path, min_examples: int | None = None) -> LearnedRan
     )
 
 
+#: How a logged feature row is stored: float16, 2 bytes a feature (a list of 20
+#: items costs ~1.5 kB in the cached list, the impression and the outcome).
+FEATURE_DTYPE = np.dtype("<f2")
+
+
+def pack_features(x: np.ndarray) -> list[bytes]:
+    """Each row of ``x`` as compact bytes (what impressions and outcomes carry).
+
+    >>> unpack_features(pack_features(np.array([[0.5, 2.0]]))[0]).tolist()
+    [0.5, 2.0]
+    """
+    rows = np.asarray(x, dtype=np.float64).clip(-6e4, 6e4).astype(FEATURE_DTYPE)
+    return [row.tobytes() for row in rows]
+
+
+def unpack_features(value: Any) -> np.ndarray | None:
+    """A logged feature row (bytes, or a plain list) as floats; ``None`` when absent."""
+    if isinstance(value, bytes | bytearray):
+        if len(value) % FEATURE_DTYPE.itemsize:
+            return None
+        return np.frombuffer(value, dtype=FEATURE_DTYPE).astype(np.float64)
+    if isinstance(value, list | tuple | np.ndarray):
+        return np.asarray(value, dtype=np.float64)
+    return None
+
+
 def examples_of(
     outcomes: Iterable[Mapping[str, Any]],
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -224,8 +250,11 @@ def examples_of(
     labels: list[list[int]] = []
     ids: list[str] = []
     for o in outcomes:
-        features = o.get("features")
-        if not isinstance(features, list | tuple | np.ndarray) or len(features) != width:
+        try:
+            features = unpack_features(o.get("features"))
+        except (TypeError, ValueError):
+            features = None
+        if features is None or features.shape != (width,):
             continue
         rows.append(features)
         labels.append([int(bool(o.get(f"y_{h}"))) for h in HEADS])
@@ -275,13 +304,15 @@ class RequestRanker:
         order = np.argsort(-u, kind="stable") if ready else np.arange(len(candidates))
         shown = getattr(context, "k", None) or len(candidates)
         w = np.array([self.weights[h] for h in HEADS])
+        packed = pack_features(x[order[:shown]])
+        packed = dict(zip(order[:shown].tolist(), packed, strict=True))
         out: list[Candidate] = []
         for rank, i in enumerate(order.tolist()):
             c = candidates[i]
             if rank >= shown:
                 out.append(c)
                 continue
-            evidence = {**c.evidence, "features": x[i].round(5).tolist()}
+            evidence = {**c.evidence, "features": packed[i]}
             if ready:
                 probabilities = {h: float(p[i, j]) for j, h in enumerate(HEADS)}
                 top = int(np.argmax(w * p[i])) if w.any() else 0
