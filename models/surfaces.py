@@ -102,9 +102,10 @@ class SurfaceContext:
         Filters (sets of ids or predicates); purchases come from the trajectory.
     rng
         Random generator for Thompson sampling (seed it to reproduce a request).
-    category_of, seller_of, seller_items, name_of, price_of
+    category_of, seller_of, seller_items, name_of, price_of, seen_at
         Catalogue look-ups (item -> category, item -> seller, seller -> items,
-        item -> display name for reasons, item -> price or ``None``).
+        item -> display name for reasons, item -> price or ``None``, item or
+        seller id -> when the catalogue last heard of it or ``None``).
     ranker
         The second pass (default: keep the first-pass order); it is given
         this context too (the learned ranker's features read it).
@@ -129,6 +130,8 @@ class SurfaceContext:
     seller_items: SellerItems | None = None
     name_of: NameOf = str
     price_of: Callable[[str], Any] | None = None
+    seen_at: Callable[[str], float | None] | None = None
+    seller_seen_at: Callable[[str], float | None] | None = None
     ranker: Ranker = field(default_factory=PassThroughRanker)
 
     @property
@@ -565,6 +568,12 @@ def build_context(
             "seller_items": catalogue.items_of_seller,
             "price_of": lambda item: catalogue.get(item).get("price"),
         }
+        # The second pass's recency features read when each item and seller was last heard of.
+        item_ts = getattr(catalogue, "item_ts", None)
+        seller_ts = getattr(catalogue, "seller_ts", None)
+        if item_ts is not None and seller_ts is not None:
+            context["seen_at"] = item_ts.get
+            context["seller_seen_at"] = seller_ts.get
     return SurfaceContext(
         user_id,
         now=now,

@@ -19,7 +19,10 @@ by. Columns (:data:`FEATURE_NAMES`):
   with the item's category (share of the recent items, and of the recent
   events) and seller (decayed weight);
 * the user's own history with the item (events by kind, hours since the last);
-* ``log_price`` (``price_known``).
+* ``log_price`` (``price_known``);
+* hours since the catalogue last heard of the item and of its seller
+  (``log_item_recency_h``, ``log_seller_recency_h``: fresh items, sellers
+  likely still live).
 
 Examples
 --------
@@ -89,6 +92,8 @@ FEATURE_NAMES: tuple[str, ...] = (
     "log_item_idle_h",
     "log_price",
     "price_known",
+    "log_item_recency_h",
+    "log_seller_recency_h",
 )
 _COLUMN = {name: i for i, name in enumerate(FEATURE_NAMES)}
 _SOURCE_COLUMN = {s: _COLUMN[f"src_{s}"] for s in FEATURE_SOURCES}
@@ -129,6 +134,7 @@ def candidate_features(candidates: Sequence[Candidate], ctx: Any) -> np.ndarray:
     _popularity(items, ctx, x)
     _user(items, ctx, x)
     _price(items, ctx, x)
+    _recency(items, ctx, x)
     np.nan_to_num(x, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
     return x
 
@@ -268,6 +274,30 @@ def _user(items: list[str], ctx: Any, x: np.ndarray) -> None:
             x[:, _COLUMN["log_user_seller"]] = np.log1p(
                 [sellers.get(seller_of(item), 0.0) for item in items]
             )
+
+
+def _recency(items: list[str], ctx: Any, x: np.ndarray) -> None:
+    never = math.log1p(NEVER_HOURS)
+    x[:, _COLUMN["log_item_recency_h"]] = never
+    x[:, _COLUMN["log_seller_recency_h"]] = never
+    seen_at = getattr(ctx, "seen_at", None)
+    if seen_at is None:
+        return
+    now = ctx.now
+
+    def hours(ts: float | None) -> float:
+        if ts is None or not math.isfinite(ts):
+            return never
+        return math.log1p(min(max(now - ts, 0.0) / 3600.0, NEVER_HOURS))
+
+    x[:, _COLUMN["log_item_recency_h"]] = [hours(seen_at(item)) for item in items]
+    seller_of = getattr(ctx, "seller_of", None)
+    seller_seen_at = getattr(ctx, "seller_seen_at", None)
+    if seller_of is not None and seller_seen_at is not None:
+        x[:, _COLUMN["log_seller_recency_h"]] = [
+            hours(seller_seen_at(s)) if (s := seller_of(item)) is not None else never
+            for item in items
+        ]
 
 
 def _price(items: list[str], ctx: Any, x: np.ndarray) -> None:
