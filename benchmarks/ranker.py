@@ -254,6 +254,25 @@ def main() -> None:
             f"{a[:, 0].mean() / base:.2f}x | {a[:, 1].mean():.2%} | {a[:, 2].mean():.4f} |"
         )
 
+    print("\n## tune: weights chosen on the training lists, checked on the test lists\n")
+    from models.ranking.tune import compare, tune
+
+    p_train = ranker.weights.probabilities(train.x)
+    started = time.perf_counter()
+    found = tune(p_train, train.y, train.lists, DEFAULT_WEIGHTS, trials=args.trials, seed=args.seed)
+    print(found.report())
+    print(f"\n({args.trials} trials in {time.perf_counter() - started:.1f}s)\n")
+    held = compare(
+        p,
+        test.y,
+        test.lists,
+        {"configured": DEFAULT_WEIGHTS, "equal": dict.fromkeys(HEADS, 1.0), "chosen": found.chosen},
+    )
+    print("| test lists: per-list PR-AUC | " + " | ".join(HEADS) + " |")
+    print("|---|" + "---|" * len(HEADS))
+    for name, metrics in held.items():
+        print(f"| {name} | " + " | ".join(f"{metrics[h]:.4f}" for h in HEADS) + " |")
+
     print("\n## Cost\n")
     rank_cost(ranker, test, args.rank_candidates)
     learn_rate(train)
