@@ -217,6 +217,13 @@ def main() -> None:
             f"| {p[:, j].mean():.4f} | {test.y[:, j].mean():.4f} |"
         )
 
+    gone = truth_test[:, 0] == 0
+    print(
+        f"\n{gone.mean():.1%} of the test candidates were unavailable at the cut (oracle p = 0; "
+        "the catalogue may not know yet). Click Brier on the available ones: ranker "
+        f"{np.mean((p[~gone, 0] - test.y[~gone, 0]) ** 2):.5f}, oracle "
+        f"{np.mean((truth_test[~gone, 0] - test.y[~gone, 0]) ** 2):.5f}"
+    )
     print(f"\n## Lists of {args.k} from the same candidates (expected, by the oracle)\n")
     u = utility(p, DEFAULT_WEIGHTS)
     trending = test.x[:, FEATURE_NAMES.index("src_category_trending")]
