@@ -16,8 +16,8 @@ by. Columns (:data:`FEATURE_NAMES`):
 * ``bpr``: the factorisation's score (``bpr_known`` says whether it has one);
 * ``log_pop``: the item's decayed popularity;
 * the user's activity (``log_user_events``, ``log_user_idle_h``) and engagement
-  with the item's category (share of the recent items, and of the recent
-  events) and seller (decayed weight);
+  with the item's category (share of the recent items and of the recent
+  events, and their logs) and seller (decayed weight);
 * the user's own history with the item (events by kind, hours since the last);
 * ``log_price`` (``price_known``);
 * hours since the catalogue last heard of the item and of its seller
@@ -85,6 +85,8 @@ FEATURE_NAMES: tuple[str, ...] = (
     "log_user_idle_h",
     "user_category_share",
     "user_category_event_share",
+    "log_user_category_share",
+    "log_user_category_event_share",
     "log_user_seller",
     "log_item_seen",
     "log_item_wanted",
@@ -101,6 +103,8 @@ _COOCCURRENCE_SOURCES = frozenset({"cooccurrence", "item_cooccurrence"})
 _HISTORY_SLOT = {
     etype: ("seen", "wanted", "bought").index(kind) for etype, kind in HISTORY_KINDS.items()
 }
+#: Added to category shares before their log (a category the user never touched).
+CATEGORY_SHARE_FLOOR = 0.01
 #: Hours used for "never" in the idle-time columns (about a year).
 NEVER_HOURS = 8760.0
 #: User events read for the history columns.
@@ -220,6 +224,8 @@ def _user(items: list[str], ctx: Any, x: np.ndarray) -> None:
     if trajectory is None:
         x[:, _COLUMN["log_user_idle_h"]] = math.log1p(NEVER_HOURS)
         x[:, _COLUMN["log_item_idle_h"]] = math.log1p(NEVER_HOURS)
+        x[:, _COLUMN["log_user_category_share"]] = math.log(CATEGORY_SHARE_FLOOR)
+        x[:, _COLUMN["log_user_category_event_share"]] = math.log(CATEGORY_SHARE_FLOOR)
         return
     now = ctx.now
     recent = trajectory.recent(HISTORY_EVENTS)
@@ -262,11 +268,17 @@ def _user(items: list[str], ctx: Any, x: np.ndarray) -> None:
             events[category] = events.get(category, 0.0) + found[0] + found[1] + found[2]
         of_items = [category_of(item) for item in items]
         total = float(len(history))
-        x[:, _COLUMN["user_category_share"]] = [categories.get(c, 0) / total for c in of_items]
-        total_events = float(len(recent))
-        x[:, _COLUMN["user_category_event_share"]] = [
-            events.get(c, 0.0) / total_events for c in of_items
-        ]
+        shares = np.array([categories.get(c, 0) / total for c in of_items])
+        event_shares = np.array([events.get(c, 0.0) for c in of_items]) / float(len(recent))
+        x[:, _COLUMN["user_category_share"]] = shares
+        x[:, _COLUMN["user_category_event_share"]] = event_shares
+        # Engagement odds grow about linearly with taste when taste is small: the logs
+        # let a linear head follow (the simulator's P(click) = .6 a / (1 + a)).
+        x[:, _COLUMN["log_user_category_share"]] = np.log(shares + CATEGORY_SHARE_FLOOR)
+        x[:, _COLUMN["log_user_category_event_share"]] = np.log(event_shares + CATEGORY_SHARE_FLOOR)
+    else:
+        x[:, _COLUMN["log_user_category_share"]] = math.log(CATEGORY_SHARE_FLOOR)
+        x[:, _COLUMN["log_user_category_event_share"]] = math.log(CATEGORY_SHARE_FLOOR)
     seller_of = getattr(ctx, "seller_of", None)
     if seller_of is not None:
         sellers = dict(trajectory.top_sellers(50, now))
