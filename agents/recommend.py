@@ -438,11 +438,14 @@ class Recommender:
         return {**body, "items": body["items"][:k], "fresh": fresh}
 
     def outdated_users(self, limit: int) -> list[str]:
-        """Users whose cached lists came from another model version than the live one."""
+        """Users whose cached lists came from another model version than the live one,
+        or were left in first-pass order by a ranker that has since become ready."""
         live = self.models.live_version
+        ranker_ready = self.ranking is not None and self.ranking.ranker.ready
         users: dict[str, None] = {}
         for (_, user), body in self.latest.items():
-            if body["model_version"] != live:
+            cold = ranker_ready and (body.get("ranker") or {}).get("status") == "cold"
+            if body["model_version"] != live or cold:
                 users[user] = None
                 if len(users) >= limit:
                     break
