@@ -113,6 +113,7 @@ def _bootstrap(args: argparse.Namespace) -> Any:
 
 
 def cmd_rank_bootstrap(args: argparse.Namespace) -> int:
+    """Bootstrap a ranker from ``--events`` and write it to ``--out``; 0 on success."""
     found = _bootstrap(args)
     path = found.ranker.save(args.out)
     print(
@@ -143,6 +144,7 @@ def _outcome_examples(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray,
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
+    """Tune the utility weights on replayed examples, print the report; 0 on success."""
     from agents.ranking import surface_weights
     from agents.settings import Settings
     from models.ranking.tune import compare, split_lists, tune

@@ -65,6 +65,7 @@ class FeatureRecorder:
     def rank(
         self, user_id: str, candidates: Sequence[Candidate], context: Any = None
     ) -> list[Candidate]:
+        """Record the candidates' feature rows; return them in the first-pass order."""
         self.x = candidate_features(candidates, context)
         self.items = [c.item_id for c in candidates]
         return list(candidates)
