@@ -102,6 +102,7 @@ class Services:
     broker: Any  # agents.broker.BrokerWatch
     experiments: Any  # agents.experiments.ExperimentService
     impressions: Any  # agents.impressions.Impressions
+    ranking: Any = None  # agents.ranking.RankerService
 
 
 class TastestreamApp(faust.App):
@@ -157,6 +158,7 @@ def create_app(settings: Settings) -> TastestreamApp:
         experiments,
         impressions,
         ingest,
+        ranking,
         recommend,
         serving,
         state,
@@ -213,9 +215,24 @@ def create_app(settings: Settings) -> TastestreamApp:
         settings, worker_id, state_service, metrics, impressions_service.forward_engagements
     )
     cooccurrence_service = cooccurrence.Cooccurrence(settings, state_service, metrics)
+    ranking_service = ranking.RankerService(settings, worker_id, metrics)
     recommender = recommend.Recommender(
-        settings, state_service, models, redis, metrics, experiment_service, impressions_service
+        settings,
+        state_service,
+        models,
+        redis,
+        metrics,
+        experiment_service,
+        impressions_service,
+        ranking_service,
     )
+
+    async def learn(outcomes: list[dict[str, Any]]) -> Any:
+        # In the list-building thread: no list is built while the weights change.
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(recommender.executor, ranking_service.learn, outcomes)
+
+    impressions_service.on_outcomes = learn
     app.services = Services(
         settings=settings,
         metrics=metrics,
@@ -228,6 +245,7 @@ def create_app(settings: Settings) -> TastestreamApp:
         broker=BrokerWatch(settings, metrics),
         experiments=experiment_service,
         impressions=impressions_service,
+        ranking=ranking_service,
     )
     events_topic = bytes_topic(app, settings.topics.events.name, settings.partitions)
     pairs_topic = bytes_topic(
@@ -249,6 +267,7 @@ def create_app(settings: Settings) -> TastestreamApp:
     views.register(app, app.services, events_topic, pairs_topic)
     impressions.register(app, impressions_service, impressions_topic)
     experiments.register(app, experiment_service)
+    ranking.register(app, ranking_service, recommender.executor)
 
     @app.task
     async def watch_broker() -> None:

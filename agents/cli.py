@@ -735,6 +735,7 @@ def build_parser() -> argparse.ArgumentParser:
     from agents.checksums import add_parser as add_state_parser
     from agents.evaluate_command import add_parser as add_evaluate_parser
     from agents.experiment_command import add_parser as add_experiment_parser
+    from agents.ranker_command import add_parser as add_ranker_parser
     from agents.replay import add_parser as add_replay_parser
 
     trainer.add_parsers(sub, verb)
@@ -742,6 +743,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_replay_parser(sub, verb)
     add_state_parser(sub, verb)
     add_experiment_parser(sub, verb)
+    add_ranker_parser(sub, verb)
     return parser
 
 

@@ -110,6 +110,8 @@ class Impressions:
         self.due: dict[int, dict[str, float]] = {}
         self._indexed: dict[int, int] = {}
         self._published: dict[int, bytes] = {}
+        #: Called with each batch of closed outcomes (the learned ranker's examples).
+        self.on_outcomes: Callable[[list[dict[str, Any]]], Awaitable[Any]] | None = None
 
     # -- what the recommender and ingest call ------------------------------------------
     async def log_list(
@@ -139,12 +141,21 @@ class Impressions:
             "latency": latency,
             "error": error,
             "items": [
-                [item["item_id"], item.get("sources") or [], item.get("score"), None]
+                [
+                    item["item_id"],
+                    item.get("sources") or [],
+                    item.get("score"),
+                    item.get("features"),
+                ]
                 for item in body.get("items") or ()
             ],
         }
         if body.get("ranker_weights") is not None:
             record["ranker_weights"] = body["ranker_weights"]
+        ranker = body.get("ranker")
+        if ranker is not None and record.get("ranker_weights") is None:
+            # Which weights ranked the list travels with its outcomes (tune replays them).
+            record["ranker_weights"] = ranker["weights"]
         partition = partition_for(user_id, self.settings.partitions)
         await self.state.send(self.topic, user_id.encode(), pack([record]), partition)
 
@@ -227,6 +238,11 @@ class Impressions:
                 self.outcomes_topic, chunk[0]["user_id"].encode(), value, partition
             )
         self.outcome_log.append(closed)
+        if self.on_outcomes is not None:
+            try:
+                await self.on_outcomes(closed)
+            except Exception:  # learning must never stop the join
+                log.exception("learning from %d outcomes failed", len(closed))
         labels: Counter = Counter()
         for o in closed:
             if o["experiment"]:

@@ -38,6 +38,7 @@ from agents.redis_client import RedisClient
 from agents.state import StateService
 from models.candidates.types import Candidate
 from models.popularity import Popularity
+from models.ranking.utility import WeightsError, parse_weights
 from models.sessions import INTERACTION_TYPES
 from models.surfaces import (
     SurfaceContext,
@@ -66,12 +67,36 @@ class RequestError(ValueError):
 
 
 def candidate_json(c: Candidate) -> dict[str, Any]:
-    return {
+    """One item of a list; with the learned ranker, its ``p`` per head and an explanation.
+
+    ``features`` (the ranker's row) rides along for the impression log and is
+    dropped from what callers see (:func:`public`).
+    """
+    out = {
         "item_id": c.item_id,
         "score": round(float(c.score), 6),
         "sources": list(dict.fromkeys(c.sources)),
         "reason": c.reason,
         "reasons": list(dict.fromkeys(c.reasons)),
+    }
+    evidence = c.evidence
+    if "p" in evidence:
+        out["p"] = {head: round(p, 6) for head, p in evidence["p"].items()}
+        out["utility"] = round(evidence["utility"], 6)
+        out["explanation"] = evidence["explanation"]
+    if "features" in evidence:
+        out["features"] = evidence["features"]
+    return out
+
+
+def public(body: dict[str, Any]) -> dict[str, Any]:
+    """A list as callers get it: without the ranker's feature rows."""
+    items = body.get("items")
+    if not items or "features" not in items[0]:
+        return body
+    return {
+        **body,
+        "items": [{k: v for k, v in item.items() if k != "features"} for item in items],
     }
 
 
@@ -99,6 +124,7 @@ class Recommender:
         metrics: Metrics,
         arms: Any = None,
         impressions: Any = None,
+        ranking: Any = None,
     ) -> None:
         self.settings = settings
         self.state = state
@@ -122,9 +148,9 @@ class Recommender:
         #: where served lists are logged (agents.impressions.Impressions).
         self.arms = arms
         self.impressions = impressions
-        #: The second pass for a variant's ``ranker_weights`` (the learned ranker's seam):
-        #: weights -> models.candidates.types.Ranker; None keeps the first-pass order.
-        self.ranker_for: Any = None
+        #: The learned second pass (agents.ranking.RankerService); None keeps the
+        #: first-pass order everywhere.
+        self.ranking = ranking
 
     # -- inputs, gathered on the loop ---------------------------------------------
     def popularity_copy(self) -> Popularity:
@@ -236,12 +262,18 @@ class Recommender:
         item_id: str | None = None,
         seed: int | None = None,
         arm: Any = None,
+        weights: dict[str, float] | None = None,
     ) -> dict[str, Any]:
-        """One list (blocking CPU work: call it in the executor)."""
+        """One list (blocking CPU work: call it in the executor).
+
+        ``weights`` override the surface's (and the variant's) utility weights.
+        """
         recipe = surface_named(self.surfaces if arm is None else arm.surfaces, surface)
-        extra = {}
-        if self.ranker_for is not None:
-            extra["ranker"] = self.ranker_for(arm.ranker_weights if arm is not None else None)
+        ranker = None
+        if self.ranking is not None:
+            variant = arm.ranker_weights if arm is not None else None
+            ranker = self.ranking.for_request(surface, weights, variant)
+        extra = {"ranker": ranker} if ranker is not None else {}
         ctx = self._context(inputs, k=k, exclude=exclude, item_id=item_id, seed=seed, **extra)
         trace: dict[str, Any] = {}
         chosen = generate(recipe, ctx, trace)
@@ -256,6 +288,7 @@ class Recommender:
             "sources_ran": sorted(trace.get("ran", {})),
             "computed_at": inputs.now,
             "fresh": True,
+            **({"ranker": ranker.info} if ranker is not None else {}),
             **(arm.label() if arm is not None else {}),
         }
 
@@ -281,6 +314,7 @@ class Recommender:
         item_id: str | None = None,
         seed: int | None = None,
         arm: Any = None,
+        weights: dict[str, float] | None = None,
     ) -> dict[str, Any]:
         """One list, computed now (off the loop)."""
         k = self.check(surface, k, item_id)
@@ -288,7 +322,8 @@ class Recommender:
         loop = asyncio.get_running_loop()
         started = time.monotonic()
         body = await loop.run_in_executor(
-            self.executor, lambda: self.build(inputs, surface, k, exclude, item_id, seed, arm)
+            self.executor,
+            lambda: self.build(inputs, surface, k, exclude, item_id, seed, arm, weights),
         )
         self.metrics.observe("tastestream_list_build_seconds", time.monotonic() - started)
         return body
@@ -307,6 +342,7 @@ class Recommender:
         seed: int | None = None,
         channel: str = "http",
         request_id: str | None = None,
+        weights: dict[str, float] | None = None,
     ) -> dict[str, Any]:
         """A list for a caller (HTTP or the requests topic): labelled, logged, timed.
 
@@ -320,14 +356,16 @@ class Recommender:
         request_id = request_id or uuid.uuid4().hex
         arm = self.arm(user_id, surface)
         try:
-            plain = not exclude and seed is None and item_id is None
+            plain = not exclude and seed is None and item_id is None and not weights
             body = self.cached(user_id, surface, k or self.settings.recs_k, arm) if plain else None
             if body is not None:
                 self.metrics.inc("tastestream_recs_cache_hits_total")
             else:
                 if arm is not None and arm.delay_ms:
                     await asyncio.sleep(arm.delay_ms / 1000.0)  # a drill of the guard
-                body = await self.recommend(user_id, surface, k, exclude, item_id, seed, arm)
+                body = await self.recommend(
+                    user_id, surface, k, exclude, item_id, seed, arm, weights
+                )
         except RequestError:
             raise
         except Exception:
@@ -336,7 +374,7 @@ class Recommender:
             raise
         body = {**body, "request_id": request_id}
         await self.served(body, arm, channel, time.monotonic() - started)
-        return body
+        return public(body)
 
     async def served(
         self, body: dict[str, Any], arm: Any, channel: str, latency: float, error: bool = False
@@ -400,11 +438,14 @@ class Recommender:
         return {**body, "items": body["items"][:k], "fresh": fresh}
 
     def outdated_users(self, limit: int) -> list[str]:
-        """Users whose cached lists came from another model version than the live one."""
+        """Users whose cached lists came from another model version than the live one,
+        or were left in first-pass order by a ranker that has since become ready."""
         live = self.models.live_version
+        ranker_ready = self.ranking is not None and self.ranking.ranker.ready
         users: dict[str, None] = {}
         for (_, user), body in self.latest.items():
-            if body["model_version"] != live:
+            cold = ranker_ready and (body.get("ranker") or {}).get("status") == "cold"
+            if body["model_version"] != live or cold:
                 users[user] = None
                 if len(users) >= limit:
                     break
@@ -452,7 +493,7 @@ class Recommender:
                 body["request_id"] = uuid.uuid4().hex
                 await self.served(body, arm, "redis", latency)
                 self.remember(surface, user, body)
-                writes[self.redis_key(surface, user)] = (dumps_json(body), ttl)
+                writes[self.redis_key(surface, user)] = (dumps_json(public(body)), ttl)
             if changed_at is not None:
                 self.metrics.observe(
                     "tastestream_freshness_seconds",
@@ -511,6 +552,11 @@ def parse_request(raw: Any) -> dict[str, Any]:
     surface = raw.get("surface", "home")
     if not isinstance(surface, str):
         raise RequestError("surface: must be a string")
+    raw_weights = raw.get("weights", context.get("weights"))
+    try:
+        weights = parse_weights(raw_weights) if raw_weights is not None else None
+    except WeightsError as exc:
+        raise RequestError(str(exc)) from None
     return {
         "request_id": str(raw.get("request_id", "")),
         "user_id": user_id,
@@ -518,6 +564,7 @@ def parse_request(raw: Any) -> dict[str, Any]:
         "k": k,
         "item_id": item_id,
         "exclude": frozenset(map(str, exclude)),
+        "weights": weights,
     }
 
 
@@ -562,6 +609,7 @@ def register(app: Any, recommender: Recommender, events_topic: Any, pairs_topic:
                     request["item_id"],
                     channel="topic",
                     request_id=request["request_id"] or None,
+                    weights=request["weights"],
                 )
             except Exception as exc:
                 reason = str(exc) if isinstance(exc, ValueError) else repr(exc)

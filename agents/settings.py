@@ -94,6 +94,21 @@ class Settings:
     experiment_metrics_seconds: float = 2.0
     #: One JSON line per served list (request id, user hash, surface, variant) on stderr.
     log_requests: bool = True
+    # -- the second pass (learned ranker, models/ranking) --
+    #: Rank the surfaces of ``ranker_weights`` with the learned ranker.
+    ranker_enabled: bool = True
+    #: A ranker file to start from (``tastestream rank-bootstrap``), unless this
+    #: worker has its own checkpoint; empty: start cold.
+    ranker_path: str = ""
+    #: Examples learned before the ranker reorders lists (before: first-pass order).
+    ranker_min_examples: int = 2000
+    #: Engagement type -> share of negatives learned from (stored with the model).
+    ranker_alpha: dict = field(default_factory=dict)
+    #: Surface -> {engagement type: utility weight}; over models.ranking.utility.DEFAULT_WEIGHTS
+    #: for home. Only the surfaces named here (home by default) are ranked.
+    ranker_weights: dict = field(default_factory=dict)
+    #: Seconds between checkpoints of the learned ranker (data_dir/ranker/<worker_id>.npz).
+    ranker_checkpoint_seconds: float = 60.0
     # -- models --
     model_publish_dirs: str = ""
     model_poll_seconds: float = 30.0
@@ -217,6 +232,10 @@ class Settings:
         if self.kafka_url and not self.kafka_url.startswith("kafka://"):
             raise SettingsError(
                 f"kafka_url must look like kafka://host:port, got {self.kafka_url!r}"
+            )
+        if self.ranker_min_examples < 0 or not self.ranker_checkpoint_seconds > 0:
+            raise SettingsError(
+                "ranker_min_examples must be >= 0 and ranker_checkpoint_seconds above 0"
             )
         if not self.outcome_window_seconds > 0 or not self.outcome_tick_seconds > 0:
             raise SettingsError("outcome_window_seconds and outcome_tick_seconds must be above 0")

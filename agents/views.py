@@ -31,6 +31,7 @@ from faust.web.exceptions import ServiceUnavailable
 
 from agents.app import Services, TastestreamApp
 from agents.recommend import RequestError
+from models.ranking.utility import WeightsError, parse_weights
 from models.sessions import INTERACTION_TYPES
 from models.user_state import UserState, token_key
 
@@ -408,7 +409,11 @@ def register(app: TastestreamApp, services: Services, events_topic: Any, pairs_t
                 k = parse_k(query.get("k"), settings.recs_k)
                 exclude = parse_exclude(query.get("exclude"))
                 seed = parse_seed(query.get("seed"))
+                raw_weights = query.get("weights")
+                weights = parse_weights(raw_weights) if raw_weights is not None else None
             except BadRequest as exc:
+                return error(self, 400, str(exc), field=exc.field)
+            except WeightsError as exc:
                 return error(self, 400, str(exc), field=exc.field)
             surface = query.get("surface", "home")
             item_id = query.get("item_id")
@@ -418,13 +423,37 @@ def register(app: TastestreamApp, services: Services, events_topic: Any, pairs_t
             async def local() -> web.Response:
                 try:
                     body = await recommender.serve(
-                        user_id, surface, k, exclude, item_id, seed, "http", request_id
+                        user_id, surface, k, exclude, item_id, seed, "http", request_id, weights
                     )
                 except RequestError as exc:
                     return error(self, 400, str(exc))
                 return self.json(body)
 
             return await by_user(self, request, user_id, local)
+
+    # -- the learned ranker ----------------------------------------------------------
+    @app.page("/ranker")
+    class Ranker(web.View):
+        """This worker's ranker: ``GET`` its state; ``POST {"path": FILE}`` loads a file."""
+
+        async def get(self, request: web.Request) -> web.Response:
+            if not authorised(services, request, write=False):
+                return error(self, 401, "missing or wrong Authorization: Bearer token")
+            return self.json(services.ranking.describe())
+
+        async def post(self, request: web.Request) -> web.Response:
+            if not authorised(services, request, write=True):
+                return error(self, 401, "missing or wrong Authorization: Bearer token")
+            try:
+                path = (await request.json()).get("path")
+                if not isinstance(path, str) or not path:
+                    raise ValueError("path must be a file name")
+            except Exception as exc:
+                return error(self, 400, f"body: {str(exc)[:200]}", field="path")
+            if not services.ranking.load(path):
+                refused = services.ranking.refused or {}
+                return error(self, 409, f"ranker refused: {refused.get('reason')}", field="path")
+            return self.json(services.ranking.describe())
 
     # -- items --------------------------------------------------------------------
     @app.page(f"/items/{ITEM}/similar")

@@ -102,11 +102,13 @@ class SurfaceContext:
         Filters (sets of ids or predicates); purchases come from the trajectory.
     rng
         Random generator for Thompson sampling (seed it to reproduce a request).
-    category_of, seller_of, seller_items, name_of
+    category_of, seller_of, seller_items, name_of, price_of, seen_at
         Catalogue look-ups (item -> category, item -> seller, seller -> items,
-        item -> display name for reasons).
+        item -> display name for reasons, item -> price or ``None``, item or
+        seller id -> when the catalogue last heard of it or ``None``).
     ranker
-        The second pass (default: keep the first-pass order).
+        The second pass (default: keep the first-pass order); it is given
+        this context too (the learned ranker's features read it).
     """
 
     user_id: str
@@ -127,6 +129,9 @@ class SurfaceContext:
     seller_of: SellerOf | None = None
     seller_items: SellerItems | None = None
     name_of: NameOf = str
+    price_of: Callable[[str], Any] | None = None
+    seen_at: Callable[[str], float | None] | None = None
+    seller_seen_at: Callable[[str], float | None] | None = None
     ranker: Ranker = field(default_factory=PassThroughRanker)
 
     @property
@@ -473,7 +478,7 @@ def generate(
         fill = keep(merge(_run(surface.sources(True), ctx, trace), surface.weights))
         present = {c.item_id for c in chosen}
         chosen.extend(c for c in fill if c.item_id not in present)
-    return ctx.ranker.rank(ctx.user_id, chosen)[: ctx.k]
+    return ctx.ranker.rank(ctx.user_id, chosen, ctx)[: ctx.k]
 
 
 class CatalogueView(Protocol):
@@ -488,6 +493,8 @@ class CatalogueView(Protocol):
     def seller(self, item_id: str) -> str | None: ...
 
     def items_of_seller(self, seller: str, limit: int = ...) -> list[str]: ...
+
+    def get(self, item_id: str) -> Mapping[str, Any]: ...
 
 
 def build_context(
@@ -559,7 +566,14 @@ def build_context(
             "category_of": catalogue.category,
             "seller_of": catalogue.seller,
             "seller_items": catalogue.items_of_seller,
+            "price_of": lambda item: catalogue.get(item).get("price"),
         }
+        # The second pass's recency features read when each item and seller was last heard of.
+        item_ts = getattr(catalogue, "item_ts", None)
+        seller_ts = getattr(catalogue, "seller_ts", None)
+        if item_ts is not None and seller_ts is not None:
+            context["seen_at"] = item_ts.get
+            context["seller_seen_at"] = seller_ts.get
     return SurfaceContext(
         user_id,
         now=now,

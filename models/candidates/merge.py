@@ -88,8 +88,9 @@ def merge(
         One per item, best first (ties by item id): ``score`` is the weighted
         sum of normalised source scores, ``source``/``reason`` those of the
         strongest contribution, ``contributions`` every source's own
-        candidate (strongest first) and ``evidence["by_source"]`` each
-        source's weighted share of the score.
+        candidate (strongest first), ``evidence["by_source"]`` each
+        source's weighted share of the score and ``evidence["normalised"]``
+        each source's normalised score (the second pass's features).
     """
     weights = weights or {}
     by_source: dict[str, dict[str, Candidate]] = {}
@@ -98,12 +99,12 @@ def merge(
         kept = best.get(c.item_id)
         if kept is None or c.score > kept.score:
             best[c.item_id] = c
-    parts: dict[str, list[tuple[float, Candidate]]] = {}
+    parts: dict[str, list[tuple[float, float, Candidate]]] = {}
     for source, best in by_source.items():
         weight = weights.get(source, default_weight)
         found = list(best.values())
         for c, norm in zip(found, normalised([c.score for c in found]), strict=True):
-            entry = (weight * norm, c)
+            entry = (weight * norm, norm, c)
             shares = parts.get(c.item_id)
             if shares is None:
                 parts[c.item_id] = [entry]
@@ -112,19 +113,22 @@ def merge(
     merged = []
     for item, shares in parts.items():
         if len(shares) > 1:
-            shares.sort(key=lambda part: (-part[0], part[1].source))
-            score = math.fsum(share for share, _ in shares)
+            shares.sort(key=lambda part: (-part[0], part[2].source))
+            score = math.fsum(share for share, _, _ in shares)
         else:
             score = shares[0][0]
-        top = shares[0][1]
+        top = shares[0][2]
         merged.append(
             Candidate(
                 item,
                 score,
                 top.source,
                 top.reason,
-                {"by_source": {c.source: share for share, c in shares}},
-                tuple(c for _, c in shares),
+                {
+                    "by_source": {c.source: share for share, _, c in shares},
+                    "normalised": {c.source: norm for _, norm, c in shares},
+                },
+                tuple(c for _, _, c in shares),
             )
         )
     merged.sort(key=lambda c: (-c.score, c.item_id))
@@ -196,6 +200,8 @@ class PassThroughRanker:
     'a'
     """
 
-    def rank(self, user_id: str, candidates: Sequence[Candidate]) -> list[Candidate]:
+    def rank(
+        self, user_id: str, candidates: Sequence[Candidate], context: object = None
+    ) -> list[Candidate]:
         """Return ``candidates`` unchanged, as a new list."""
         return list(candidates)

@@ -153,9 +153,15 @@ class ModelParts:
 
 
 class Ranker(Protocol):
-    """The second pass: reorders (and may cut) a user's merged candidates."""
+    """The second pass: reorders (and may cut) a user's merged candidates.
 
-    def rank(self, user_id: str, candidates: Sequence[Candidate]) -> list[Candidate]: ...
+    ``context`` is the request's :class:`~models.surfaces.SurfaceContext`
+    (``None`` when a caller has none): what a learned ranker's features read.
+    """
+
+    def rank(
+        self, user_id: str, candidates: Sequence[Candidate], context: Any = None
+    ) -> list[Candidate]: ...
 
 
 #: Item id -> something printable (a title) for reasons; ``str`` by default.

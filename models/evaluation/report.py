@@ -175,6 +175,35 @@ def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
+def ranker_table(result: Result) -> str:
+    """Held-out Brier score and reliability (predicted / observed per bin) per head, per ranked row.
+
+    Empty when no row has a learned ranker.
+    """
+    lines: list[str] = []
+    for row in _rows(result):
+        params = row.get("params") or {}
+        brier = params.get("ranker_brier")
+        if not brier:
+            continue
+        tables = params.get("ranker_reliability") or {}
+        lines += [
+            f"{row['name']}: {params.get('bootstrap_examples', 0):,} bootstrap examples, "
+            f"{params.get('held_out_examples', 0):,} held out; weights {params.get('weights')}",
+            "",
+            "| head | Brier | reliability: bin n predicted/observed |",
+            "|---|---|---|",
+        ]
+        for head, value in brier.items():
+            bins = "; ".join(
+                f"{b['bin'][0]:.1f} {b['n']} {b['predicted']:.3f}/{b['observed']:.3f}"
+                for b in tables.get(head, [])
+            )
+            lines.append(f"| {head} | {_fraction(value, 5)} | {bins or DASH} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
 def report_markdown(result: Result, title: str = "Offline evaluation") -> str:
     """The whole report: data, item-level hit rates, AUC, home lists, extras, comparison."""
     data = result.get("data", {})
@@ -199,6 +228,9 @@ def report_markdown(result: Result, title: str = "Offline evaluation") -> str:
     lines += ["## AUC", "", auc_table(result), ""]
     lines += ["## Home lists (asked once at the cut)", "", home_table(result), ""]
     lines += ["## Coverage, category cosine, train time", "", extras_table(result), ""]
+    ranked = ranker_table(result)
+    if ranked:
+        lines += ["## Learned ranker: held-out calibration per head", "", ranked]
     lines += ["## Served rows against the best other row", "", comparison_table(result), ""]
     return "\n".join(lines)
 
@@ -210,5 +242,6 @@ __all__: Sequence[str] = (
     "extras_table",
     "home_table",
     "item_table",
+    "ranker_table",
     "report_markdown",
 )

@@ -149,9 +149,17 @@ class ServedSystem:
         return [c.item_id for c in self.recommend(user_id, k, surface, now)]
 
     def recommend(
-        self, user_id: str, k: int, surface: str = "home", now: float | None = None
+        self,
+        user_id: str,
+        k: int,
+        surface: str = "home",
+        now: float | None = None,
+        ranker: Any = None,
     ) -> list[Any]:
-        """The surface's candidates for the user, built as the worker builds them."""
+        """The surface's candidates for the user, built as the worker builds them.
+
+        ``ranker``: the second pass (default: the first-pass order).
+        """
         assert self.state is not None, "fit first"
         if now is None:
             assert self.data is not None, "fit first, or give now"
@@ -169,6 +177,7 @@ class ServedSystem:
             k=k,
             per_source=self.per_source,
             seed=self.seed,
+            ranker=ranker,
         )
         return generate(self.surfaces[surface], ctx)
 
@@ -264,12 +273,76 @@ class ServedHome(_ServedRow):
         return self.system.home(user_id, k)
 
 
-def served_rows(system: ServedSystem) -> list[Row]:
+class RankedHome(_ServedRow):
+    """``home`` with the learned second pass, bootstrapped from the training log.
+
+    :func:`models.ranking.bootstrap.bootstrap_ranker` learns the heads from
+    home candidate lists at past cuts of the training events (one test window
+    apart), labelled by the next window; the lists at the evaluation's cut are
+    then ranked by utility (``weights``) exactly as the worker ranks them.
+    :meth:`describe` carries the held-out Brier score and reliability per head.
+    """
+
+    name = "home (ranked: learned second pass)"
+    home_lists = True
+
+    def __init__(
+        self,
+        system: ServedSystem,
+        weights: Mapping[str, float] | None = None,
+        cuts: int = 4,
+    ) -> None:
+        super().__init__(system)
+        from models.ranking.utility import DEFAULT_WEIGHTS
+
+        self.weights = dict(weights or DEFAULT_WEIGHTS)
+        self.cuts = cuts
+        self.bootstrapped: Any = None
+        self.window_seconds = 86400.0
+
+    def fit(self, data: EvalData) -> None:
+        from models.ranking.bootstrap import bootstrap_ranker
+
+        self.system.fit(data)
+        self.window_seconds = (data.test[-1]["ts"] - data.cut) if data.test else 86400.0
+        self.window_seconds = max(self.window_seconds, 3600.0)
+        self.bootstrapped = bootstrap_ranker(
+            data.raw_train,
+            data.cut,
+            window_seconds=self.window_seconds,
+            cuts=self.cuts,
+            params=self.system.params,
+            surface=self.system.surfaces["home"],
+            seed=self.system.seed,
+        )
+
+    def home(self, user_id: str, k: int) -> Sequence[str]:
+        ranker = self.bootstrapped.ranker.for_request(self.weights, "evaluation")
+        return [c.item_id for c in self.system.recommend(user_id, k, ranker=ranker)]
+
+    def describe(self) -> dict[str, object]:
+        b = self.bootstrapped
+        quality = b.held_out_quality() if b is not None else {}
+        return {
+            **self.system.describe(),
+            "weights": self.weights,
+            "bootstrap_cuts": self.cuts,
+            "bootstrap_examples": len(b.train) if b is not None else 0,
+            "held_out_examples": len(b.held_out) if b is not None else 0,
+            "ranker_brier": {h: q["brier"] for h, q in quality.items()},
+            "ranker_reliability": {h: q["table"] for h, q in quality.items()},
+        }
+
+
+def served_rows(system: ServedSystem, ranked: bool = True) -> list[Row]:
     """Every served row over one shared system, in report order."""
-    return [
+    rows: list[Row] = [
         ServedSimilar(system),
         ServedModelIndex(system),
         ServedCooccurrence(system),
         ServedTrending(system),
         ServedHome(system),
     ]
+    if ranked:
+        rows.append(RankedHome(system))
+    return rows

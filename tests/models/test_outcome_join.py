@@ -181,3 +181,35 @@ def test_without_a_request_id_a_list_asked_for_wins_over_a_later_redis_copy():
     _, outcomes = p.fold_all([{"kind": "tick", "now": 100.0}])
     clicked = {o["list_id"] for o in outcomes if o["y_click"]}
     assert clicked == {"H1"}
+
+
+def test_features_logged_with_a_list_become_the_rankers_examples():
+    from models.ranking.features import FEATURE_NAMES
+    from models.ranking.ranker import LearnedRanker, examples_of
+
+    width = len(FEATURE_NAMES)
+    part = Partition()
+    record = served("L1", items=("a", "b"))
+    record["items"] = [
+        [item, ["popularity"], 1.0, [float(i)] * width] for i, item in enumerate(("a", "b"))
+    ]
+    record["ranker_weights"] = {"click": 1.0, "purchase": 5.0}
+    kinds, outcomes = part.fold_all(
+        [
+            record,
+            engaged("e1", "b", "cart", request_id="r-L1"),
+            engaged("e1", "b", "cart", request_id="r-L1"),  # duplicate: counted once
+            engaged("e2", "zz", "click", request_id="r-never"),  # unknown request
+            {"kind": "tick", "now": 61.0},
+            engaged("e3", "a", "purchase", request_id="r-L1"),  # late: no label
+        ]
+    )
+    assert kinds == ["list", "matched", "duplicate", "unknown_request", "tick", "late"]
+    x, y, ids = examples_of(outcomes)
+    assert x.tolist() == [[0.0] * width, [1.0] * width]
+    assert y[:, 2].tolist() == [0, 1] and y[:, 3].tolist() == [0, 0]
+    assert ids == ["L1:0", "L1:1"] and outcomes[0]["ranker_weights"]["purchase"] == 5.0
+    ranker = LearnedRanker()
+    # Outcomes of lists logged without features (another surface) are skipped, not learned.
+    assert ranker.learn_outcomes([*outcomes, {**outcomes[0], "features": None}]) == 2
+    assert ranker.skipped == 1 and ranker.examples == 2

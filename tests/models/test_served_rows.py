@@ -62,3 +62,19 @@ def test_home_is_built_at_the_cut_and_never_shows_what_the_user_bought(fitted):
         items = list(home.home(user, 20))
         assert len(items) == 20 and not bought & set(items)
         assert items == system.home(user, 20, now=data.cut)
+
+
+def test_ranked_home_reorders_the_first_pass_pool_with_a_bootstrapped_ranker(fitted):
+    from models.ranking.utility import HEADS
+
+    data, system, rows = fitted
+    ranked = rows["home (ranked: learned second pass)"]
+    params = ranked.describe()
+    assert params["bootstrap_examples"] > 0 and params["held_out_examples"] > 0
+    assert set(params["ranker_brier"]) == set(HEADS)
+    assert all(0.0 <= b <= 1.0 for b in params["ranker_brier"].values() if b is not None)
+    assert ranked.bootstrapped.ranker.ready
+    for user in data.test_users[:5]:
+        pool = {c.item_id for c in system.recommend(user, 1000)}
+        top = list(ranked.home(user, 20))
+        assert len(top) == min(20, len(pool)) and set(top) <= pool

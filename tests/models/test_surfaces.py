@@ -209,7 +209,7 @@ def test_requests_are_reproducible_and_a_ranker_plugs_in(world):
     assert [c.item_id for c in first] == [c.item_id for c in again]
 
     class Reverse:
-        def rank(self, user_id, candidates):
+        def rank(self, user_id, candidates, context=None):
             return list(reversed(candidates))
 
     ranked = generate(surface, context(world, rng=np.random.default_rng(11), ranker=Reverse()))
