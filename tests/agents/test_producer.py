@@ -110,13 +110,16 @@ def test_read_event_file_yields_canonical_events_and_counts_rejections_by_field(
     stream = io.BufferedReader(io.BytesIO("\n".join(lines).encode()))
     events = list(read_event_file(stream, rejected))
     assert events == [validate_event(good)] * 2
-    assert rejected == {
-        "type": 1,
-        "ts": 1,
-        "undecodable line": 2,
-        "context.position": 1,
-        "event": 1,
-    }
+    # 5,000 brackets: msgspec refuses the depth on Python 3.11 (an undecodable line); on
+    # 3.13 its recursion guard lets it through and the one element is no event. Either
+    # way one rejection with its reason; the contract's decoder says which.
+    deep = decode_message(lines[3].encode()).rejections
+    assert len(deep) == 1 and deep[0].reason
+    deep_kind = "undecodable line" if deep[0].kind == "message" else "event"
+    expected = Counter({"type": 1, "ts": 1, "undecodable line": 1, "context.position": 1})
+    expected["event"] += 1
+    expected[deep_kind] += 1
+    assert rejected == expected
 
 
 def test_read_event_file_stops_cleanly_on_a_broken_msgpack_stream():
