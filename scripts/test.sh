@@ -27,8 +27,27 @@ fi
 
 "$PYTHON" -m ruff check .
 "$PYTHON" -m ruff format --check .
-echo "== suite on $("$PYTHON" -c 'import sys; print(sys.version.split()[0])')"
-"$PYTHON" -m pytest --doctest-modules streams agents models tests "$@"
+# The suite in two halves at once: the pure one (streams, models: CPU only, no broker)
+# beside the one that drives real workers over the broker and Redis (agents: mostly
+# waiting on them), so the wall time is about the longer half's. Each half prints its
+# own report (the pure half's after the other's); either failing fails the run.
+run_suite() {
+  local python=$1 pure_log pure status=0
+  shift
+  echo "== suite on $("$python" -c 'import sys; print(sys.version.split()[0])')"
+  pure_log=$(mktemp)
+  "$python" -m pytest -p no:cacheprovider --durations=10 --doctest-modules \
+    streams models tests/streams tests/models "$@" >"$pure_log" 2>&1 &
+  pure=$!
+  "$python" -m pytest --durations=15 --doctest-modules agents tests/agents "$@" || status=$?
+  wait "$pure" || status=$?
+  echo "== the pure half (streams, models)"
+  cat "$pure_log"
+  rm -f "$pure_log"
+  return "$status"
+}
+
+run_suite "$PYTHON" "$@"
 
 # The newest Python 3.12+ here: on PATH, or installed by pyenv (whose shims answer
 # only for the global version, so its versions are looked for directly).
@@ -57,5 +76,4 @@ version=$("$NEWEST" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 venv=".venv-ci/py$version"
 [ -x "$venv/bin/python" ] || "$NEWEST" -m venv "$venv"
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -e '.[test,umap]'
-echo "== suite on $("$venv/bin/python" -c 'import sys; print(sys.version.split()[0])')"
-"$venv/bin/python" -m pytest --doctest-modules streams agents models tests "$@"
+run_suite "$venv/bin/python" "$@"
