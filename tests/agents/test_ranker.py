@@ -115,7 +115,17 @@ def test_round_trip_served_lists_to_an_update_that_changes_the_next_list(worker)
         timeout=30,
         what="the ranker to learn from the joined outcomes",
     )
-    assert state["status"] == "ready" and state["heads"]["click"]["examples"] > 0
+    assert state["status"] == "ready"
+    # Progressive validation scores each batch before learning it, so a first batch is
+    # learned unscored; a list served now closes in a later batch, scored by what was learned.
+    assert recs(worker, user, "k=10&seed=2")[0] == 200
+    state = wait_until(
+        lambda: (lambda r: r[1] if r[1]["heads"]["click"]["examples"] > 0 else None)(
+            http("GET", f"{worker.url}/ranker")
+        ),
+        timeout=30,
+        what="a batch scored by the learned heads",
+    )
     assert state["learned_per_head"]["cart"] >= 8  # every positive is learned
     status, ranked = recs(worker, user, "k=10&seed=1")
     assert status == 200 and ranked["ranker"]["status"] == "ranked", ranked["ranker"]
